@@ -1,0 +1,41 @@
+# make test | make demo | make lab  --  each creates or refreshes .venv when needed.
+# TORCH picks the torch requirement: the default takes what pip offers for your machine;
+# `make test TORCH=torch==2.13.0` pins a build (CI does, to use a CPU wheel).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch>=2.1
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test unit notebooks demo lab lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+# The README's test command: unit tests, every notebook under nbval, the browser and torchrun tests.
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not browser and not distributed"
+
+notebooks: $(STAMP)
+	$(PY) -m pytest notebooks
+
+demo: $(STAMP)
+	$(PY) -m c3a_tutorial.demo
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check c3a_tutorial tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""c3a_tutorial: C3A (Circular Convolution Adaptation) from circulant matrices to fine-tuning.
+
+Conventions, shared by the code, the notebooks and the plots:
+
+* ``circulant(c)`` equals ``scipy.linalg.circulant(c)``: ``c`` is the first *column* and
+  ``C[i, j] = c[(i - j) mod n]``. Its eigenvalues are ``fft(c)``, and
+  ``circulant(c) @ x == ifft(fft(c) * fft(x))``.
+* A layer maps ``d_in`` features to ``d_out``. A C3A kernel ``w`` has shape ``(d_out // b, d_in // b, b)``
+  and ``block_circulant(w)`` is the ``(d_out, d_in)`` matrix whose block ``(i, j)`` is ``circulant(w[i, j])``.
+* ``block_circulant_matmul(x, w) == x @ block_circulant(w).T``, computed with FFTs.
+* ``C3ALinear``: ``y = base(x) + scale · x @ ΔWᵀ`` with ``ΔW = block_circulant(w)`` and ``scale = 1 / d_in``
+  by default. ``LoRALinear``: ``ΔW = (alpha / r) · B A``.
+"""
+
+from .adapters import C3ALinear, LoRALinear
+from .analysis import (
+    block_circulant_rank,
+    c3a_max_rank,
+    c3a_parameter_count,
+    lora_max_rank,
+    lora_parameter_count,
+    lora_rank_for_budget,
+    matrix_rank,
+    suggest_block_size,
+    valid_block_sizes,
+)
+from .block_circulant import block_circulant, block_circulant_matmul, block_circulant_matmul_reference
+from .circulant import circulant, circulant_eigenvalues, circulant_matvec_fft
+from .device import pick_device
+from .fitting import FitResult, fit_update
+from .inject import (
+    adapter_layers,
+    adapter_state_dict,
+    add_adapters,
+    format_trainable_parameters,
+    load_adapter,
+    merge_adapters,
+    print_trainable_parameters,
+    save_adapter,
+    trainable_parameters,
+    unmerge_adapters,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # circulant matrices (notebooks 01-02)
+    "circulant",
+    "circulant_eigenvalues",
+    "circulant_matvec_fft",
+    # block-circulant matrices (notebook 03)
+    "block_circulant",
+    "block_circulant_matmul",
+    "block_circulant_matmul_reference",
+    # counting and ranks
+    "valid_block_sizes",
+    "suggest_block_size",
+    "c3a_parameter_count",
+    "lora_parameter_count",
+    "c3a_max_rank",
+    "lora_max_rank",
+    "lora_rank_for_budget",
+    "matrix_rank",
+    "block_circulant_rank",
+    # layers and models (notebook 04)
+    "C3ALinear",
+    "LoRALinear",
+    "add_adapters",
+    "adapter_layers",
+    "trainable_parameters",
+    "format_trainable_parameters",
+    "print_trainable_parameters",
+    "merge_adapters",
+    "unmerge_adapters",
+    "adapter_state_dict",
+    "save_adapter",
+    "load_adapter",
+    "pick_device",
+    # expressivity experiments (notebook 03, make demo)
+    "fit_update",
+    "FitResult",
+]

@@ -1,0 +1,144 @@
+"""Block-circulant matrices: the shape of the C3A update ``ΔW``.
+
+A C3A kernel ``w`` has shape ``(d_out // b, d_in // b, b)``. It stands for the dense ``d_out × d_in``
+matrix cut into a grid of ``b × b`` blocks, block ``(i, j)`` being ``circulant(w[i, j])`` (first
+column ``w[i, j]``, as in ``scipy.linalg.circulant``)::
+
+    ΔW = [[C(w[0, 0])    C(w[0, 1])    ...]
+          [C(w[1, 0])    C(w[1, 1])    ...]
+          ...                              ]
+
+Applying it never needs the dense matrix. Cut ``x`` into ``d_in / b`` pieces ``x_j`` of length ``b``;
+output piece ``i`` is ``y_i = Σ_j C(w[i, j]) x_j``. In the frequency domain every circulant is a
+diagonal, so with ``X = rfft(x_j)`` and ``W = rfft(w[i, j])``::
+
+    Y_i[f] = Σ_j W[i, j, f] · X_j[f]          (one small complex matmul per frequency f)
+
+and ``y_i = irfft(Y_i, n=b)``. The backward pass uses the adjoint, circular *correlation*
+(``conj`` in the frequency domain, see notebook 02)::
+
+    ∂L/∂x_j[f]    = Σ_i conj(W[i, j, f]) · G_i[f]             (G = rfft of ∂L/∂y)
+    ∂L/∂w[i, j]   = irfft( Σ_tokens G_i[f] · conj(X_j[f]) )
+
+Two implementations live here. ``block_circulant_matmul_reference`` is the readable one: complex
+FFTs, ``einsum``, and torch's own autograd. ``block_circulant_matmul`` is the one layers use: real
+FFTs, a custom ``torch.autograd.Function`` with the backward above, which saves only the input and
+the kernel (the FFTs are recomputed in backward: cheap, and no complex intermediates are kept alive
+between forward and backward). Tests hold the two equal in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .circulant import circulant
+
+
+def _check_kernel(kernel) -> None:
+    if kernel.ndim != 3:
+        raise ValueError(
+            f"A C3A kernel must have shape (d_out // b, d_in // b, b), got shape {tuple(kernel.shape)} "
+            f"({kernel.ndim} dimensions instead of 3)."
+        )
+
+
+def block_circulant(kernel):
+    """The dense ``(d_out, d_in)`` matrix whose block ``(i, j)`` is ``circulant(kernel[i, j])``.
+
+    ``kernel`` has shape ``(d_out // b, d_in // b, b)``; NumPy array or torch tensor (differentiable).
+    Builds ``d_out · d_in`` numbers: use it for teaching, checking and merging, not in the forward pass.
+    """
+    _check_kernel(kernel)
+    m, n, b = kernel.shape
+    if isinstance(kernel, torch.Tensor):
+        blocks = circulant(kernel)  # (m, n, b, b): blocks[i, j] = C(kernel[i, j])
+        return blocks.permute(0, 2, 1, 3).reshape(m * b, n * b)
+    kernel = np.asarray(kernel)
+    idx = (np.arange(b)[:, None] - np.arange(b)[None, :]) % b
+    blocks = kernel[..., idx]
+    return blocks.transpose(0, 2, 1, 3).reshape(m * b, n * b)
+
+
+def _check_input(x: torch.Tensor, kernel: torch.Tensor) -> None:
+    _check_kernel(kernel)
+    m, n, b = kernel.shape
+    if x.shape[-1] != n * b:
+        raise ValueError(
+            f"block_circulant_matmul: x has {x.shape[-1]} features in its last dimension but the kernel "
+            f"of shape {tuple(kernel.shape)} expects d_in = (d_in // b) * b = {n} * {b} = {n * b}."
+        )
+
+
+def block_circulant_matmul_reference(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The readable version of ``x @ block_circulant(kernel).T``: complex FFTs and one ``einsum``.
+
+    Differentiable through torch's own autograd. Kept as the reference the fast path is tested against.
+    """
+    _check_input(x, kernel)
+    m, n, b = kernel.shape
+    x_blocks = x.reshape(*x.shape[:-1], n, b)  # (..., n, b): the pieces x_j
+    y_freq = torch.einsum("...jf,ijf->...if", torch.fft.fft(x_blocks), torch.fft.fft(kernel))
+    y_blocks = torch.fft.ifft(y_freq).real  # (..., m, b): the pieces y_i
+    return y_blocks.reshape(*x.shape[:-1], m * b)
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    # torch has no bfloat16 FFT and float16 FFTs only run on CUDA for power-of-two sizes: compute in
+    # float32 unless something asks for float64.
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _rfft_blocks(t: torch.Tensor, b: int) -> torch.Tensor:
+    """``(N, k·b)`` real → ``(F, N, k)`` complex, ``F = b // 2 + 1``: frequency first, for batched matmul."""
+    return torch.fft.rfft(t.reshape(t.shape[0], -1, b), dim=-1).permute(2, 0, 1)
+
+
+def _irfft_blocks(t: torch.Tensor, b: int) -> torch.Tensor:
+    """``(F, N, k)`` complex → ``(N, k·b)`` real, the inverse of ``_rfft_blocks``."""
+    return torch.fft.irfft(t.permute(1, 2, 0), n=b, dim=-1).reshape(t.shape[1], -1)
+
+
+class BlockCirculantMatmul(torch.autograd.Function):
+    """``y = x @ block_circulant(w).T`` for ``x`` of shape ``(N, d_in)``, with an FFT-based backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, kernel)  # only these two: everything else is recomputed in backward
+        dtype = _compute_dtype(x, kernel)
+        b = kernel.shape[-1]
+        x_freq = _rfft_blocks(x.to(dtype), b)  # (F, N, n)
+        w_freq = torch.fft.rfft(kernel.to(dtype), dim=-1).permute(2, 1, 0)  # (F, n, m)
+        return _irfft_blocks(x_freq @ w_freq, b).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        x, kernel = ctx.saved_tensors
+        dtype = _compute_dtype(x, kernel)
+        b = kernel.shape[-1]
+        g_freq = _rfft_blocks(grad_output.to(dtype), b)  # (F, N, m)
+        w_freq = torch.fft.rfft(kernel.to(dtype), dim=-1)  # (m, n, F)
+        grad_x = grad_kernel = None
+        if ctx.needs_input_grad[0]:
+            # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
+            grad_x_freq = g_freq @ w_freq.conj().permute(2, 0, 1)  # (F, N, m) @ (F, m, n)
+            grad_x = _irfft_blocks(grad_x_freq, b).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            # Correlation of the output gradient with the input, summed over tokens.
+            x_freq = _rfft_blocks(x.to(dtype), b)  # (F, N, n)
+            grad_w_freq = g_freq.transpose(1, 2) @ x_freq.conj()  # (F, m, N) @ (F, N, n)
+            grad_kernel = torch.fft.irfft(grad_w_freq.permute(1, 2, 0), n=b, dim=-1).to(kernel.dtype)
+        return grad_x, grad_kernel
+
+
+def block_circulant_matmul(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``x @ block_circulant(kernel).T`` via FFTs, without building the dense matrix.
+
+    ``x``: ``(..., d_in)``; ``kernel``: ``(d_out // b, d_in // b, b)``; returns ``(..., d_out)`` in
+    ``x``'s dtype. Differentiable in both arguments through a custom autograd function whose backward
+    is FFT-based too. float16/bfloat16 inputs are computed in float32 and cast back.
+    """
+    _check_input(x, kernel)
+    m, _, b = kernel.shape
+    out = BlockCirculantMatmul.apply(x.reshape(-1, x.shape[-1]), kernel)
+    return out.reshape(*x.shape[:-1], m * b)
