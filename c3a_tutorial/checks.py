@@ -12,9 +12,13 @@ notebooks append their group at the end of this file.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
+from .analysis import c3a_parameter_count, lora_parameter_count, suggest_block_size, valid_block_sizes
+from .block_circulant import block_circulant
 from .circulant import circulant
 
 
@@ -129,3 +133,155 @@ def check_product_kernel(a, b, kernel) -> None:
             "use ifft(fft(a) * fft(b)).real, or the first column of circulant(a) @ circulant(b)."
         )
     _fail("your kernel does not match the first column of circulant(a) @ circulant(b); compare the two.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 02: the FFT identity
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _signal_pairs(seed: int = 1):
+    # Odd and even lengths: an irfft without n= only goes wrong for odd n.
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(n), rng.standard_normal(n)) for n in (6, 7, 16)]
+
+
+def _check_vector(got, want, n: int, what: str, transposed=None, name: str = "your result") -> bool:
+    got = _as_numpy(got, name)
+    if got.shape != want.shape:
+        if got.shape == (n - 1,) or got.shape == (n + 1,):
+            _fail(
+                f"{name} has length {got.shape[0]} for n = {n}: irfft guessed the length. rfft keeps n // 2 + 1 "
+                "coefficients for both n = 2m and n = 2m + 1, so pass the length: np.fft.irfft(..., n=n)."
+            )
+        _fail(f"{name} has shape {got.shape}; for a length-{n} input it should have shape {want.shape}.")
+    if np.iscomplexobj(got) and np.abs(got.imag).max() > 1e-9 * max(1.0, np.abs(got).max()):
+        _fail(f"{name} is complex with a non-zero imaginary part; real inputs give a real {what}.")
+    got = np.real(got)
+    if np.allclose(got, want):
+        return True
+    if transposed is not None and np.allclose(got, transposed):
+        return False
+    _fail(f"{name} differs from the dense {what} for n = {n} (max error {np.abs(got - want).max():.3g}).")
+    return False
+
+
+def check_fft_matvec(fn) -> None:
+    """Exercise 02.1: ``fn(c, x)`` must compute ``circulant(c) @ x`` with real FFTs."""
+    for c, x in _signal_pairs():
+        n = len(c)
+        if not _check_vector(fn(c.copy(), x.copy()), circulant(c) @ x, n, "product C @ x", circulant(c).T @ x):
+            _fail(
+                "you computed circulant(c).T @ x, the circular *correlation*: that is what conj() does. The product "
+                "C @ x multiplies the spectra as they are: irfft(rfft(c) * rfft(x), n=n)."
+            )
+    _ok("C @ x == irfft(rfft(c) * rfft(x), n=n), for odd and even n.")
+
+
+def check_adjoint_matvec(fn) -> None:
+    """Exercise 02.2: ``fn(c, g)`` must compute ``circulant(c).T @ g`` with FFTs."""
+    for c, g in _signal_pairs(2):
+        n = len(c)
+        if not _check_vector(fn(c.copy(), g.copy()), circulant(c).T @ g, n, "product Cᵀ @ g", circulant(c) @ g):
+            _fail(
+                "you applied C, not Cᵀ. The transpose of a real circulant has the conjugate spectrum (its eigenvalues "
+                "are conj(fft(c))): irfft(np.conj(rfft(c)) * rfft(g), n=n)."
+            )
+    _ok("Cᵀ g is a circular correlation: irfft(conj(rfft(c)) * rfft(g), n=n).")
+
+
+def check_kernel_gradient(fn) -> None:
+    """Exercise 02.3: ``fn(x, g)`` must return ``∂L/∂c`` for ``y = circulant(c) @ x`` and upstream gradient ``g``."""
+    for x, g in _signal_pairs(3):
+        n = len(x)
+        # L = g · (C(c) x) = Σ_i g_i Σ_k c_k x_{(i-k) mod n}  =>  ∂L/∂c_k = Σ_i g_i x_{(i-k) mod n} = (C(x)ᵀ g)_k.
+        want = circulant(x).T @ g
+        got = fn(x.copy(), g.copy())
+        if _check_vector(got, want, n, "kernel gradient", circulant(g).T @ x, name="your gradient"):
+            continue
+        _fail(
+            "you correlated x with g instead of g with x: the result is the right one reversed (index k ↔ -k). "
+            "∂L/∂c_k = Σ_i g_i x_(i-k): irfft(rfft(g) * np.conj(rfft(x)), n=n)."
+        )
+    _ok("∂L/∂c = circular correlation of the output gradient with the input, irfft(rfft(g) * conj(rfft(x)), n=n).")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 03: block-circulant layers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_same_budget_rank(r, d_out: int, d_in: int, b: int) -> None:
+    """Exercise 03.1: the largest LoRA rank ``r`` with no more parameters than C3A at block size ``b``."""
+    if isinstance(r, float) and r.is_integer():
+        r = int(r)
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
+        _fail(f"r = {r!r} is not a whole number: a rank is an integer; round *down* (int(...) or //).")
+    budget = c3a_parameter_count(d_out, d_in, b)
+    want = budget // (d_in + d_out)
+    if r == want:
+        _ok(f"C3A costs d_out·d_in/b = {budget:,}; LoRA r = {r} costs r·(d_in + d_out) = {r * (d_in + d_out):,}.")
+        return
+    if r in (budget // d_in, budget // d_out):
+        _fail(
+            f"r = {r} counts only one LoRA factor. LoRA stores B (d_out × r) and A (r × d_in): "
+            f"r·(d_in + d_out) numbers, so r = ⌊{budget:,} / {d_in + d_out:,}⌋."
+        )
+    if r > want:
+        _fail(
+            f"r = {r} costs {lora_parameter_count(d_out, d_in, r):,} parameters, more than C3A's {budget:,} "
+            "(d_out·d_in/b). Round down, not to the nearest."
+        )
+    _fail(
+        f"r = {r} fits the budget of {budget:,} but a larger rank does too: take the largest r with "
+        "r·(d_in + d_out) ≤ d_out·d_in/b."
+    )
+
+
+def check_block_circulant_builder(fn) -> None:
+    """Exercise 03.2: ``fn(kernel)`` must build the dense ``(d_out, d_in)`` block-circulant matrix."""
+    kernel = np.random.default_rng(4).standard_normal((2, 3, 4))  # non-square grid, non-symmetric blocks
+    m, n, b = kernel.shape
+    got = _as_numpy(fn(kernel.copy()), "your matrix")
+    want = block_circulant(kernel)
+    if got.shape == (n * b, m * b) and got.shape != want.shape:
+        _fail(
+            f"your matrix has shape {got.shape}, the grid transposed: kernel[i, j] is block row i (output) and "
+            f"block column j (input), so ΔW has shape (d_out, d_in) = ({m * b}, {n * b})."
+        )
+    _check_shape(got, want.shape, "your matrix")
+    if np.allclose(got, want):
+        _ok("block (i, j) of ΔW is circulant(kernel[i, j]).")
+        return
+    per_block_transposed = block_circulant(np.concatenate([kernel[..., :1], kernel[..., :0:-1]], axis=-1))
+    if np.allclose(got, per_block_transposed):
+        _fail(
+            "each block has its kernel in the first row; it belongs in the first column: "
+            "block (i, j) is circulant(kernel[i, j]) with C[p, q] = kernel[i, j, (p - q) mod b]."
+        )
+    _fail(
+        "your matrix differs from block_circulant(kernel): rows i·b … (i+1)·b and columns j·b … (j+1)·b must hold "
+        "circulant(kernel[i, j])."
+    )
+
+
+def check_block_size_choice(b, d_in: int, d_out: int, lora_rank: int) -> None:
+    """Exercise 03.3: the block size that plays the role of LoRA rank ``lora_rank`` for this layer."""
+    valid = valid_block_sizes(d_in, d_out)
+    if b not in valid:
+        _fail(
+            f"b = {b} does not divide both d_in = {d_in} and d_out = {d_out}. C3A cuts ΔW into b × b blocks; "
+            f"the valid block sizes are the common divisors: {valid}."
+        )
+    want = suggest_block_size(d_in, d_out, lora_rank)
+    target = math.sqrt(d_in * d_out) / lora_rank
+    if b != want:
+        _fail(
+            f"b = {b} is valid but not the common divisor nearest sqrt(d_in·d_out)/r = {target:.1f} "
+            f"(C3A then has √(d_in·d_out)·r parameters, at most LoRA's r·(d_in + d_out) at r = {lora_rank}). "
+            "Which valid b is closest?"
+        )
+    _ok(
+        f"b = {b}: {c3a_parameter_count(d_out, d_in, b):,} parameters, vs LoRA r = {lora_rank}'s "
+        f"{lora_parameter_count(d_out, d_in, lora_rank):,}, and rank up to {min(d_in, d_out)} instead of {lora_rank}."
+    )

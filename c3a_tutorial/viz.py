@@ -290,6 +290,47 @@ def plot_explorer_state(state: ExplorerState):
     return fig
 
 
+def plot_block_structure(kernel):
+    """``block_circulant(kernel)`` as a heat map with the ``b × b`` block grid drawn on top."""
+    import matplotlib.pyplot as plt
+
+    from .block_circulant import block_circulant
+
+    kernel = np.asarray(kernel, dtype=float)
+    m, n, b = kernel.shape
+    dense = block_circulant(kernel)
+    limit = np.abs(dense).max() or 1.0
+    fig, ax = plt.subplots(figsize=(1.2 + 0.32 * n * b, 0.8 + 0.32 * m * b), layout="constrained")
+    ax.imshow(dense, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for k in range(1, n):
+        ax.axvline(k * b - 0.5, color="black", lw=2)
+    for k in range(1, m):
+        ax.axhline(k * b - 0.5, color="black", lw=2)
+    ax.set_title(f"ΔW = block_circulant(w): d_out × d_in = {m * b} × {n * b}, b = {b}")
+    ax.set_xlabel("input feature (d_in)")
+    ax.set_ylabel("output feature (d_out)")
+    return fig
+
+
+def plot_fit_errors(errors: dict, budgets):
+    """One panel per target: relative error against parameter budget, for C3A and LoRA.
+
+    ``errors[target][method]`` is a list of relative errors, one per entry of ``budgets``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(errors), figsize=(3.3 * len(errors), 3.3), layout="constrained", sharey=True)
+    for ax, (target, by_method) in zip(np.atleast_1d(axes), errors.items(), strict=True):
+        for method, style in (("c3a", "o-"), ("lora", "s--")):
+            ax.plot(budgets, by_method[method], style, label={"c3a": "C3A", "lora": "LoRA"}[method])
+        ax.set_xscale("log", base=2)
+        ax.set_title(target, fontsize=10)
+        ax.set_xlabel("parameters")
+    np.atleast_1d(axes)[0].set_ylabel("relative error ‖ΔW − T‖ / ‖T‖")
+    np.atleast_1d(axes)[0].legend()
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Widgets: wiring only
 # ---------------------------------------------------------------------------------------------------------

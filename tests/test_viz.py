@@ -148,3 +148,14 @@ def test_explorer_widget_offers_only_valid_block_sizes():
     assert r.disabled and "same parameter budget" in readout.value
     b.value = 96
     assert "C3A, b = 96" in readout.value
+
+
+def test_plot_block_structure_and_fit_errors():
+    fig = viz.plot_block_structure(np.random.default_rng(0).standard_normal((2, 3, 4)))
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (8, 12)
+    assert np.allclose(image, block_circulant(np.random.default_rng(0).standard_normal((2, 3, 4))))
+    errors = {"a": {"c3a": [0.5, 0.4], "lora": [0.6, 0.1]}, "b": {"c3a": [0.9, 0.8], "lora": [0.7, 0.2]}}
+    fig = viz.plot_fit_errors(errors, [256, 512])
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    assert list(fig.axes[1].lines[1].get_ydata()) == [0.7, 0.2]
