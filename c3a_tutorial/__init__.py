@@ -40,6 +40,7 @@ from .inject import (
     trainable_parameters,
     unmerge_adapters,
 )
+from .peft_compat import export_to_peft, import_from_peft
 
 __version__ = "0.1.0"
 
@@ -80,4 +81,7 @@ __all__ = [
     # expressivity experiments (notebook 03, make demo)
     "fit_update",
     "FitResult",
+    # Hugging Face PEFT interoperability (notebook 05)
+    "export_to_peft",
+    "import_from_peft",
 ]
