@@ -239,8 +239,14 @@ def _exercise_widget(page, box_class: str, slider: str, screenshot: Path, presse
     box.scroll_into_view_if_needed()
     _assert_no_widget_errors(page)
     readout = box.locator(".c3a-readout")
+    # The box appears before its children have rendered: wait for the read-out to have text.
+    page.wait_for_function(
+        """(box) => { const el = document.getElementsByClassName(box); const b = el[el.length - 1];
+            const r = b && b.querySelector('.c3a-readout'); return r && r.innerText.trim().length > 0; }""",
+        arg=box_class,
+        timeout=30_000,
+    )
     before_text, before_figure = readout.inner_text(), _figure_source(box)
-    assert before_text.strip(), "the read-out is empty"
     _move_slider(page, box, slider, presses)
     # The widget answers through the kernel: wait until both the read-out and the figure have changed.
     page.wait_for_function(
@@ -262,12 +268,15 @@ def _exercise_widget(page, box_class: str, slider: str, screenshot: Path, presse
 
 
 @pytest.fixture
-def page(chromium, lab):
+def page(chromium, lab, tmp_path):
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
         yield page
     finally:
+        # What the page showed last, pass or fail: the first thing to look at when a test fails.
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(tmp_path / "last_state.png"))
         context.close()
 
 
@@ -320,6 +329,8 @@ def test_notebook_01_circulant_widget(page, lab, tmp_path):
 
 def test_notebook_03_rank_parameter_explorer(page, lab, tmp_path):
     page.goto(_prepare(lab, _course_notebook("03_*.ipynb"), "03.ipynb"))
+    started = time.monotonic()
     _run_all_cells(page, lab)
+    print(f"notebook 03 ran in JupyterLab in {time.monotonic() - started:.1f} s")
     before, after = _exercise_widget(page, "c3a-explorer", "r", tmp_path / "notebook03.png")
     assert before != after
