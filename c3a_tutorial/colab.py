@@ -56,6 +56,8 @@ def apply(path: str | Path) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m c3a_tutorial.colab notebooks/NN_name.ipynb [...]")
     for name in sys.argv[1:]:
         apply(name)
         print(f"badge and set-up cell written: {name}")
