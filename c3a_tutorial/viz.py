@@ -355,7 +355,8 @@ def circulant_widget(n: int = 8, kernel: str = "low-pass (3 frequencies)"):
     """Notebook 01's widget: pick ``n`` and a kernel, see the circulant, its spectrum and its rank."""
     import ipywidgets as widgets
 
-    n_slider = widgets.IntSlider(value=n, min=2, max=32, step=1, description="n", continuous_update=False)
+    preset_kernel(kernel, n)  # a clear error for an unknown kernel or a bad n, before any widget exists
+    n_slider = widgets.IntSlider(value=n, min=2, max=max(32, n), step=1, description="n", continuous_update=False)
     kernel_menu = widgets.Dropdown(options=list(PRESET_KERNELS), value=kernel, description="kernel")
     kernel_menu.layout.width = "360px"
     readout = widgets.HTML()
@@ -381,7 +382,8 @@ def rank_parameter_explorer(d_in: int = 768, d_out: int = 768, b: int = 64, r: i
     import ipywidgets as widgets
 
     check_block_size(d_in, d_out, b)
-    common = {"min": 32, "max": 1024, "step": 32, "continuous_update": False}
+    # Slider range: 32..1024 in steps of 32, widened to include the shape asked for (never silently clamped).
+    common = {"min": min(32, d_in, d_out), "max": max(1024, d_in, d_out), "step": 32, "continuous_update": False}
     d_in_slider = widgets.IntSlider(value=d_in, description="d_in", **common)
     d_out_slider = widgets.IntSlider(value=d_out, description="d_out", **common)
     b_slider = widgets.SelectionSlider(

@@ -159,3 +159,31 @@ def test_plot_block_structure_and_fit_errors():
     fig = viz.plot_fit_errors(errors, [256, 512])
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert list(fig.axes[1].lines[1].get_ydata()) == [0.7, 0.2]
+
+
+def test_widgets_redraw_the_figure_when_a_slider_moves(monkeypatch):
+    import ipywidgets as widgets
+
+    drawn = []
+    monkeypatch.setattr(viz, "_show", lambda output, fig: drawn.append(viz.figure_png(fig)))
+    box = viz.rank_parameter_explorer(d_in=256, d_out=128, b=32, r=4)
+    (r,) = [s for s in _find(box, widgets.IntSlider) if s.description == "r"]
+    assert len(drawn) == 1
+    r.value = 8
+    assert len(drawn) == 2 and drawn[1] != drawn[0]
+    box = viz.circulant_widget(n=6, kernel="random")
+    (n,) = _find(box, widgets.IntSlider)
+    n.value = 7
+    assert len(drawn) == 4 and drawn[3] != drawn[2]
+
+
+def test_widget_builders_reject_bad_arguments_and_keep_the_shape():
+    import ipywidgets as widgets
+
+    with pytest.raises(ValueError, match="Unknown kernel"):
+        viz.circulant_widget(kernel="nope")
+    with pytest.raises(ValueError, match="Valid block sizes"):
+        viz.rank_parameter_explorer(d_in=768, d_out=768, b=100)
+    box = viz.rank_parameter_explorer(d_in=3072, d_out=768, b=128, r=4)
+    d_in = _find(box, widgets.IntSlider)[0]
+    assert d_in.value == 3072 and "768 × 3072" in _find(box, widgets.HTML)[0].value
