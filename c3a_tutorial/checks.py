@@ -285,3 +285,173 @@ def check_block_size_choice(b, d_in: int, d_out: int, lora_rank: int) -> None:
         f"b = {b}: {c3a_parameter_count(d_out, d_in, b):,} parameters, vs LoRA r = {lora_rank}'s "
         f"{lora_parameter_count(d_out, d_in, lora_rank):,}, and rank up to {min(d_in, d_out)} instead of {lora_rank}."
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 05: fine-tuning MiniLM
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _energy_rank(s, fraction: float) -> int:
+    energy = np.sort(np.abs(np.asarray(s, dtype=float)))[::-1] ** 2
+    cumulative = np.cumsum(energy) / energy.sum()
+    return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)
+
+
+def check_energy_rank(fn) -> None:
+    """Exercise 05.1: ``fn(s, fraction)`` = how many singular values hold ``fraction`` of ΔW's energy."""
+    cases = [
+        ([3.0, 1.0, 1.0, 1.0], 0.9),
+        ([1.0, 1.0, 1.0, 1.0], 0.9),
+        ([5.0, 0.0, 0.0], 0.99),
+        ([1.0, 1.0, 3.0, 1.0], 0.9),
+    ]
+    for s, fraction in cases:
+        want = _energy_rank(s, fraction)
+        got = fn(np.array(s), fraction)
+        if got is None:
+            _fail("Your function returned None: did it end with a `return` statement?")
+        if int(got) == want:
+            continue
+        plain = np.cumsum(np.sort(s)[::-1]) / np.sum(s)
+        if int(got) == int(np.searchsorted(plain, fraction - 1e-12) + 1):
+            _fail(
+                f"For s = {s} you returned {got}, counting the singular values themselves. Energy is the squared "
+                "Frobenius norm, ‖ΔW‖² = Σ sᵢ²: accumulate s**2."
+            )
+        if s != sorted(s, reverse=True):
+            _fail(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
+        _fail(
+            f"For s = {s} and fraction = {fraction} you returned {got}, want {want}: the smallest k with "
+            "s₁² + … + s_k² ≥ fraction · Σ sᵢ²."
+        )
+    _ok("the energy rank counts the largest singular values until they hold the asked-for share of ‖ΔW‖².")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 04: the C3A layer in PyTorch
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _c3a_cases(seed: int = 4):
+    # Odd and even b, rectangular grids, random kernels: with b <= 2 or a symmetric kernel, C(w) = C(w)ᵀ and
+    # a missing transpose (conj) would go unnoticed.
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for d_out, d_in, b in ((6, 9, 3), (8, 12, 4), (10, 5, 5)):
+        x = torch.randn(7, d_in, dtype=torch.float64, generator=g)
+        w = torch.randn(d_out // b, d_in // b, b, dtype=torch.float64, generator=g)
+        grad_y = torch.randn(7, d_out, dtype=torch.float64, generator=g)
+        cases.append((x, w, grad_y))
+    return cases
+
+
+def _blockwise_transposed(w: torch.Tensor) -> torch.Tensor:
+    # The dense matrix whose block (i, j) is C(w[i, j])ᵀ: the mistake of using the kernel where its transpose belongs.
+    m, n, b = w.shape
+    blocks = torch.stack([torch.stack([circulant(w[i, j]).T for j in range(n)]) for i in range(m)])
+    return blocks.permute(0, 2, 1, 3).reshape(m * b, n * b)
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    if value is None:
+        _fail(f"{name} is None: did your function `return` its result?")
+    if not isinstance(value, torch.Tensor):
+        _fail(f"{name} is a {type(value).__name__}; return a torch tensor.")
+    if value.is_complex():
+        _fail(f"{name} is complex: go back from the frequency domain with torch.fft.irfft(..., n=b).")
+    return value.detach().to(torch.float64)
+
+
+def check_c3a_input_grad(fn) -> None:
+    """Exercise 04.1: ``fn(grad_y, w)`` = ∂L/∂x = ``grad_y @ block_circulant(w)`` through FFTs."""
+    for _, w, grad_y in _c3a_cases():
+        m, n, b = w.shape
+        got = _as_tensor(fn(grad_y.clone(), w.clone()), "your input gradient")
+        if tuple(got.shape) != (grad_y.shape[0], n * b):
+            _fail(
+                f"your input gradient has shape {tuple(got.shape)}; "
+                f"it should be (N, d_in) = {(grad_y.shape[0], n * b)}."
+            )
+        want = grad_y @ block_circulant(w)
+        if torch.allclose(got, want, atol=1e-9):
+            continue
+        if torch.allclose(got, grad_y @ _blockwise_transposed(w), atol=1e-9):
+            _fail(
+                f"at b = {b} every block acts as C(w) where the backward needs C(w)ᵀ (the adjoint is a correlation, "
+                "not a convolution): multiply by the *conjugate* kernel spectrum, W.conj(). This is the mistake "
+                "PEFT's C3A backward makes; for b ≤ 2 it is invisible."
+            )
+        _fail(
+            f"at d_out, d_in, b = {m * b}, {n * b}, {b} your gradient differs from grad_y @ block_circulant(w): sum "
+            "over the output blocks i, keep the input blocks j, and use the conjugated kernel spectrum."
+        )
+    _ok("∂L/∂x = grad_y @ ΔW, each block applied as C(w)ᵀ, i.e. with conj(fft(w)).")
+
+
+def check_c3a_kernel_grad(fn) -> None:
+    """Exercise 04.2: ``fn(x, grad_y, b)`` = ∂L/∂w, shape ``(d_out // b, d_in // b, b)``."""
+    for x, w, grad_y in _c3a_cases():
+        m, n, b = w.shape
+        kernel = w.clone().requires_grad_(True)
+        want = torch.autograd.grad(x @ block_circulant(kernel).T, kernel, grad_y)[0]
+        got = _as_tensor(fn(x.clone(), grad_y.clone(), b), "your kernel gradient")
+        if tuple(got.shape) != (m, n, b):
+            hint = " Sum over the tokens (the first dimension) too." if got.ndim == 4 else ""
+            _fail(f"your kernel gradient has shape {tuple(got.shape)}; it should be the kernel's, {(m, n, b)}.{hint}")
+        if torch.allclose(got, want, atol=1e-9):
+            continue
+        convolution = torch.fft.irfft(
+            torch.einsum(
+                "tif,tjf->ijf",
+                torch.fft.rfft(grad_y.reshape(-1, m, b), dim=-1),
+                torch.fft.rfft(x.reshape(-1, n, b), dim=-1),
+            ),
+            n=b,
+            dim=-1,
+        )
+        if torch.allclose(got, convolution, atol=1e-9):
+            _fail(
+                "you convolved grad_y with x; the kernel gradient is their *correlation*: conjugate the input's "
+                "spectrum, G · conj(X), before summing over tokens."
+            )
+        if torch.allclose(got, want.flip(-1).roll(1, dims=-1), atol=1e-9):
+            _fail(
+                "your kernel gradient comes out index-reversed: conjugate X (the input), not G (the output gradient)."
+            )
+        _fail(
+            f"at b = {b} your kernel gradient differs from autograd's: "
+            "∂L/∂w[i, j] = irfft(Σ_tokens G_i · conj(X_j), n=b)."
+        )
+    _ok("∂L/∂w[i, j] is the correlation of the output gradient block i with input block j, summed over tokens.")
+
+
+def check_merged_weight(fn) -> None:
+    """Exercise 04.3: ``fn(layer)`` returns ``W + scale · block_circulant(kernel)`` for a ``C3ALinear``,
+    without changing the layer."""
+    from .adapters import C3ALinear
+
+    torch.manual_seed(4)
+    base = torch.nn.Linear(12, 8).double()
+    layer = C3ALinear(base, block_size=4, init_weights="gaussian")
+    weight_before = layer.base_layer.weight.detach().clone()
+    got = _as_tensor(fn(layer), "your merged weight")
+    if not torch.equal(layer.base_layer.weight.detach(), weight_before) or layer.merged:
+        _fail("your function changed the layer's weight: build a new tensor (W + ...), do not add in place.")
+    if tuple(got.shape) != (8, 12):
+        _fail(
+            f"your merged weight has shape {tuple(got.shape)}; it should be the base weight's, (d_out, d_in) = (8, 12)."
+        )
+    delta = block_circulant(layer.kernel.detach())
+    want = weight_before + layer.scale * delta
+    if torch.allclose(got, want, atol=1e-12):
+        _ok("W + scale · block_circulant(kernel): the merged layer costs exactly what the base layer costs.")
+        return
+    if torch.allclose(got, weight_before + delta, atol=1e-12):
+        _fail(
+            "you forgot the scale: ΔW = layer.scale · block_circulant(kernel), "
+            f"with layer.scale = 1/d_in = {layer.scale:.4g}."
+        )
+    if torch.allclose(got, weight_before, atol=1e-12):
+        _fail("that is the base weight alone: add scale · block_circulant(layer.kernel).")
+    _fail("your merged weight differs from W + scale · block_circulant(kernel); compare with layer.delta_weight().")
