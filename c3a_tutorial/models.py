@@ -42,6 +42,7 @@ def load_classifier(model: str | os.PathLike | None = None, num_labels: int = 2,
 
     path = resolve_model(model)
     transformers.logging.set_verbosity_error()  # the "newly initialised head" notice is expected here
+    transformers.logging.disable_progress_bar()  # a "Loading weights" bar on stderr for a 90 MB model is noise
     torch.manual_seed(seed)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
