@@ -77,9 +77,9 @@ def lora_rank_for_budget(d_out: int, d_in: int, block_size: int) -> int:
 def suggest_block_size(d_in: int, d_out: int, lora_rank: int) -> int:
     """The valid block size nearest ``sqrt(d_in · d_out) / r``: C3A's counterpart of a LoRA rank ``r``.
 
-    With ``b = sqrt(d_in · d_out) / r`` C3A has ``sqrt(d_in · d_out) · r`` parameters, about as many as
-    LoRA's ``r · (d_in + d_out)`` for square-ish layers (at most that many: ``sqrt(ab) ≤ (a + b) / 2``).
-    Ties go to the larger block (fewer parameters).
+    With ``b = sqrt(d_in · d_out) / r`` C3A has ``sqrt(d_in · d_out) · r`` parameters: never more than
+    LoRA's ``r · (d_in + d_out)`` (``sqrt(ab) ≤ (a + b) / 2``), and exactly half of it for a square layer,
+    while its ``ΔW`` can still reach full rank. Ties go to the larger block (fewer parameters).
     """
     _check_positive(lora_rank=lora_rank)
     target = math.sqrt(d_in * d_out) / lora_rank
