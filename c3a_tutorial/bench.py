@@ -508,9 +508,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--time-budget", type=float, default=None, help="seconds per shape/token cell (fewer repeats if needed)"
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="JSON file (default data/results/bench_<device>.json)")
     parser.add_argument("--plot", default=None, help="PNG file (default: the JSON path with .png)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     defaults = TINY if args.tiny else {"shapes": DEFAULT_SHAPES, "tokens": DEFAULT_TOKENS, "methods": DEFAULT_METHODS}
     result = run_benchmark(
         shapes=args.shapes or defaults["shapes"],
