@@ -27,8 +27,10 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m pytest notebooks
 
+# C3A (b=24), LoRA (r=8) and full fine-tuning of MiniLM on the offline default task, a short CPU
+# configuration (a few minutes on 2 cores), one table. The matrix-fitting tour: python -m c3a_tutorial.demo
 demo: $(STAMP)
-	$(PY) -m c3a_tutorial.demo
+	$(PY) -m c3a_tutorial.finetune --method all --device cpu --epochs 2 --train-size 256 --eval-size 112 --max-length 32
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

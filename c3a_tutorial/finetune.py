@@ -29,7 +29,7 @@ import platform
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -512,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m c3a_tutorial.finetune",
         description="Fine-tune a pretrained encoder with C3A, LoRA or full fine-tuning; print and save a JSON record.",
     )
-    p.add_argument("--method", choices=METHODS, default="c3a")
+    p.add_argument("--method", choices=[*METHODS, "all"], default="c3a", help="'all' runs the three, one table")
     p.add_argument("--model", default=None, help="HF model id or local path (default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--dataset", choices=DATASETS, default="stdlib", help="stdlib (offline, default) or sst2 (online)")
     p.add_argument("--block-size", type=int, default=24, help="C3A block size b; must divide the target layers")
@@ -536,11 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict | list[dict]:
+    """The command line. Returns the record (a list of them for ``--method all``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    methods = list(METHODS) if args.method == "all" else [args.method]
     config = FinetuneConfig(
-        method=args.method,
+        method=methods[0],
         model=args.model,
         dataset=args.dataset,
         block_size=args.block_size,
@@ -562,7 +564,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         validate_config(config)
         pick_device(config.device)
-        if config.method == "c3a":  # fail before training, with the list of sizes that would work
+        if "c3a" in methods:  # fail before training, with the list of sizes that would work
             from .models import load_classifier
 
             probe, _ = load_classifier(config.model, num_labels=2, seed=config.seed)
@@ -571,18 +573,24 @@ def main(argv: list[str] | None = None) -> dict:
         data = load_dataset(config.dataset, seed=config.seed)
     except (ValueError, ImportError, RuntimeError, FileNotFoundError) as err:
         parser.error(str(err))
-    result = finetune(config, data=data)
-    record = result.record
+    records = [finetune(replace(config, method=method), data=data).record for method in methods]
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: v for k, v in record.items() if k not in ("loss_curve", "eval")}, indent=1))
-        print(format_table([record]))
+        if len(records) == 1:
+            print(json.dumps({k: v for k, v in records[0].items() if k not in ("loss_curve", "eval")}, indent=1))
+        print(
+            f"\n{records[0]['dataset']}, {records[0]['train_size']} training examples, {config.epochs} epoch(s), "
+            f"{records[0]['machine']}, device {records[0]['device']}"
+        )
+        print(format_table(records))
+        baseline, kind = records[0]["majority_baseline"], records[0]["peak_memory_kind"]
+        print(f"majority-class baseline: {baseline:.3f}; peak memory = {kind}")
         if args.output:
             os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
             with open(args.output, "w", encoding="utf-8") as f:
-                json.dump(record, f, indent=1)
+                json.dump(records[0] if len(records) == 1 else records, f, indent=1)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         torch.distributed.destroy_process_group()
-    return record
+    return records[0] if len(records) == 1 else records
 
 
 __all__ = [
@@ -597,7 +605,6 @@ __all__ = [
     "predict",
     "format_table",
     "main",
-    "asdict",
 ]
 
 if __name__ == "__main__":

@@ -123,4 +123,16 @@ def test_cli_writes_the_json_record_and_prints_the_table(tiny_dir, tmp_path, cap
     record = ft.main(argv)
     assert json.loads(out.read_text()) == record
     printed = capsys.readouterr().out
-    assert "test acc" in printed and "lora" in printed
+    assert "test acc" in printed and "lora" in printed and '"trainable_params"' in printed
+
+
+def test_cli_method_all_runs_the_three_and_prints_one_table(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "all.json"
+    argv = ["--model", str(tiny_dir), "--method", "all", "--block-size", "8", "--rank", "2", "--max-steps", "1"]
+    argv += ["--train-size", "16", "--eval-size", "16", "--max-length", "16", "--no-progress", "--output", str(out)]
+    records = ft.main(argv)
+    assert [r["method"] for r in records] == ["c3a", "lora", "full"]
+    assert json.loads(out.read_text()) == records
+    table = capsys.readouterr().out
+    assert table.count("test acc") == 1
+    assert "b=8" in table and "r=2" in table and "full" in table
