@@ -132,11 +132,17 @@ def _saved_bytes(layer: nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-class _Timer:
-    """Wall-clock on CPU; CUDA events on GPU (queued work is timed, not the Python around it)."""
+TIMERS = ("auto", "wall", "cpu")
 
-    def __init__(self, device: torch.device):
+
+class _Timer:
+    """CUDA events on GPU (queued work is timed, not the Python around it); on CPU wall-clock, or with
+    ``kind="cpu"`` this process's CPU time, which on a shared machine leaves out the time spent waiting
+    for a core (use it with one torch thread, where CPU time is the work done)."""
+
+    def __init__(self, device: torch.device, kind: str = "auto"):
         self.cuda = device.type == "cuda"
+        self.clock = time.process_time if kind == "cpu" else time.perf_counter
 
     def __call__(self, fn) -> float:
         if self.cuda:
@@ -147,9 +153,9 @@ class _Timer:
             end.record()
             torch.cuda.synchronize()
             return start.elapsed_time(end)
-        start = time.perf_counter()
+        start = self.clock()
         fn()
-        return 1e3 * (time.perf_counter() - start)
+        return 1e3 * (self.clock() - start)
 
 
 def _step(layer: nn.Module, x: torch.Tensor, grad_out: torch.Tensor, weights: list[torch.Tensor]):
@@ -170,6 +176,7 @@ def _bench_cell(
     repeats: int,
     warmup: int,
     time_budget_s: float | None,
+    timer_kind: str = "auto",
 ) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
     base = nn.Linear(d_in, d_out).to(dtype)
@@ -185,7 +192,7 @@ def _bench_cell(
     for name, layer in layers.items():
         weights = [p for p in layer.parameters() if p.requires_grad]
         steps[name] = _step(layer, x, grad_out, weights)
-    timer = _Timer(device)
+    timer = _Timer(device, timer_kind)
     names = list(steps)
     for _ in range(warmup):
         for name in names:
@@ -293,6 +300,7 @@ def run_benchmark(
     dtype: torch.dtype = torch.float32,
     time_budget_s: float | None = None,
     progress: bool = True,
+    timer: str = "auto",
 ) -> dict:
     """Time forward + backward of every method on every ``(d_out, d_in)`` shape and token count.
 
@@ -304,6 +312,8 @@ def run_benchmark(
         device: ``"cpu"``, ``"cuda"``, ... (checked by ``pick_device``). repeats / warmup: rounds over all
             methods; the median is reported. time_budget_s: if set, fewer repeats (at least 3) for a
             cell whose rounds would take longer; the count used is in each row.
+        timer: ``"auto"`` (CUDA events on GPU, wall-clock on CPU), ``"wall"`` or ``"cpu"`` (process CPU
+            time: steadier on a shared machine, meaningful with ``torch.set_num_threads(1)``).
 
     Returns a JSON-able dict: ``machine``, ``versions``, ``config``, ``results`` (one row per shape,
     token count and method, with every timing) and ``skipped``.
@@ -318,6 +328,10 @@ def run_benchmark(
     methods = list(methods)
     for m in methods:
         parse_method(m)
+    if timer not in TIMERS:
+        raise ValueError(f"timer={timer!r} is not one of {TIMERS}.")
+    if timer == "cpu" and device.type == "cuda":
+        raise ValueError("timer='cpu' measures host CPU time; on CUDA use timer='auto' (CUDA events).")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be ≥ 1 and warmup ≥ 0, got repeats={repeats}, warmup={warmup}.")
     skipped = []
@@ -329,7 +343,7 @@ def run_benchmark(
     for (d_out, d_in), n in tqdm(cells, desc="benchmark", disable=not progress):
         usable = [m for m in methods if _fits(m, d_out, d_in)]
         skipped += [f"{m} at {d_out}x{d_in}: block size does not divide it" for m in methods if m not in usable]
-        results += _bench_cell(d_out, d_in, n, usable, device, dtype, repeats, warmup, time_budget_s)
+        results += _bench_cell(d_out, d_in, n, usable, device, dtype, repeats, warmup, time_budget_s, timer)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -344,7 +358,9 @@ def run_benchmark(
             "repeats": repeats,
             "warmup": warmup,
             "time_budget_s": time_budget_s,
-            "timer": "cuda events" if device.type == "cuda" else "time.perf_counter",
+            "timer": "cuda events"
+            if device.type == "cuda"
+            else ("process cpu time" if timer == "cpu" else "wall clock"),
         },
         "results": results,
         "skipped": sorted(set(skipped)),
@@ -508,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--time-budget", type=float, default=None, help="seconds per shape/token cell (fewer repeats if needed)"
     )
+    parser.add_argument("--timer", choices=TIMERS, default="auto", help="cpu: process CPU time (shared machines)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="JSON file (default data/results/bench_<device>.json)")
     parser.add_argument("--plot", default=None, help="PNG file (default: the JSON path with .png)")
@@ -523,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         repeats=3 if args.tiny and args.repeats == 20 else args.repeats,
         warmup=1 if args.tiny and args.warmup == 2 else args.warmup,
         time_budget_s=args.time_budget,
+        timer=args.timer,
     )
     device_type = torch.device(result["machine"]["device"]).type
     out = args.out or os.path.join("data", "results", f"bench_{device_type}{'_tiny' if args.tiny else ''}.json")

@@ -86,3 +86,13 @@ def test_plot_and_errors(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a c3a_tutorial benchmark result"):
         bench.load_results(bad)
+
+
+def test_cpu_timer_option():
+    result = bench.run_benchmark(
+        shapes=[(16, 16)], tokens=[4], methods=["c3a-b4"], repeats=2, warmup=0, progress=False, timer="cpu"
+    )
+    assert result["config"]["timer"] == "process cpu time"
+    assert all(r["repeats"] == 2 for r in result["results"])
+    with pytest.raises(ValueError, match="timer='gpu' is not one of"):
+        bench.run_benchmark(shapes=[(16, 16)], tokens=[4], methods=["c3a-b4"], timer="gpu", progress=False)
