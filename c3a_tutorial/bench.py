@@ -510,6 +510,21 @@ def _shape(text: str) -> tuple[int, int]:
     return d_out, d_in
 
 
+def _write_plot(result: dict, path: str) -> None:
+    """One panel per token count, saved small (it is committed next to the JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    token_counts = sorted({r["tokens"] for r in result["results"]})
+    fig, axes = plt.subplots(len(token_counts), 1, figsize=(9, 3.4 * len(token_counts)), squeeze=False)
+    for ax, n in zip(axes[:, 0], token_counts, strict=True):
+        plot_benchmark(result, ax=ax, tokens=n)
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m c3a_tutorial.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="a few-second configuration (for CI and notebooks)")
@@ -528,7 +543,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="JSON file (default data/results/bench_<device>.json)")
     parser.add_argument("--plot", default=None, help="PNG file (default: the JSON path with .png)")
+    parser.add_argument("--show", default=None, help="print and plot an existing result file instead of running")
     args = parser.parse_args(argv)
+    if args.show:
+        result = load_results(args.show)
+        _write_plot(result, args.plot or os.path.splitext(args.show)[0] + ".png")
+        print(format_table(result))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     defaults = TINY if args.tiny else {"shapes": DEFAULT_SHAPES, "tokens": DEFAULT_TOKENS, "methods": DEFAULT_METHODS}
@@ -545,12 +566,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     device_type = torch.device(result["machine"]["device"]).type
     out = args.out or os.path.join("data", "results", f"bench_{device_type}{'_tiny' if args.tiny else ''}.json")
     save_results(result, out)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    fig, _ = plot_benchmark(result)
     plot_path = args.plot or os.path.splitext(out)[0] + ".png"
-    fig.savefig(plot_path, dpi=80)
+    _write_plot(result, plot_path)
     print(format_table(result))
     print(f"wrote {out} and {plot_path}")
 

@@ -39,6 +39,10 @@ def test_tiny_cli_writes_complete_json_and_plot(tmp_path, capsys):
         assert rows["lora-r8"]["saved_for_backward_bytes"] == cell[2] * 8 * 4
     json.dumps(result)  # JSON-able through and through
     assert "c3a-b16" in capsys.readouterr().out
+    # --show re-plots and re-prints a stored file without running anything.
+    bench.main(["--show", str(out), "--plot", str(tmp_path / "again.png")])
+    assert (tmp_path / "again.png").stat().st_size > 1000
+    assert "target peft_c3a / ours" in capsys.readouterr().out
 
 
 def test_targets_are_computed_from_rows():
