@@ -42,7 +42,7 @@ def test_tiny_cli_writes_complete_json_and_plot(tmp_path, capsys):
     # --show re-plots and re-prints a stored file without running anything.
     bench.main(["--show", str(out), "--plot", str(tmp_path / "again.png")])
     assert (tmp_path / "again.png").stat().st_size > 1000
-    assert "target peft_c3a / ours" in capsys.readouterr().out
+    assert "c3a-b16" in capsys.readouterr().out
 
 
 def test_targets_are_computed_from_rows():
