@@ -55,8 +55,8 @@ def _find_chromium() -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
-@pytest.fixture(scope="module")
-def chromium():
+def _require_chromium() -> str:
+    """Chromium's path; otherwise skip with the reason, or fail under CI where the browser tests must run."""
     path = _find_chromium()
     problem = None
     if path is None:
@@ -70,6 +70,12 @@ def chromium():
         if _in_ci():
             pytest.fail(f"browser tests must run in CI, but {problem}.")
         pytest.skip(f"browser test skipped: {problem}.")
+    return path
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = _require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -78,6 +84,16 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def test_missing_chromium_skips_locally_and_fails_in_ci(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "_find_chromium", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium found"):
+        _require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="browser tests must run in CI, but no Chromium found"):
+        _require_chromium()
 
 
 def _free_port() -> int:
@@ -181,7 +197,9 @@ def _prepare(lab, notebook: nbformat.NotebookNode, name: str) -> str:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     notebook.cells.append(nbformat.v4.new_code_cell(f"print({SENTINEL!r})"))
     nbformat.write(notebook, lab["root"] / name)
-    return f"{lab['base']}/lab/tree/{name}?token={lab['token']}"
+    # A workspace of its own, reset: otherwise JupyterLab reopens the tabs an earlier test left open.
+    workspace = name.split(".")[0]
+    return f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?reset&token={lab['token']}"
 
 
 def _run_all_cells(page, lab) -> None:
