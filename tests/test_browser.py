@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm, where Chromium's renderer crashes
 ]
 # Appended to the temporary copy of each notebook: when its output appears, every cell above has run.
 SENTINEL = "C3A-BROWSER-TEST: all cells ran"
