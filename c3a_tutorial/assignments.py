@@ -2,7 +2,8 @@
 
 The course's notebooks are the *solution* notebooks: every exercise's answer sits between the nbgrader
 markers ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (each on a line of its own), and a checker from
-``c3a_tutorial.checks`` follows it. nbgrader can use them directly. Without nbgrader::
+``c3a_tutorial.checks`` follows it. For nbgrader, ``python -m c3a_tutorial.assignments mark notebooks/*.ipynb``
+adds the solution-cell metadata nbgrader wants. Without nbgrader::
 
     python -m c3a_tutorial.assignments build notebooks/ student/
 
@@ -89,6 +90,7 @@ def student_version(notebook):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)
+        cell.metadata.pop("nbgrader", None)  # a student version is no longer an nbgrader source notebook
     nb.metadata.pop("widgets", None)  # saved widget state belongs to the solution run
     if not nb.cells or nb.cells[0].cell_type != "markdown":
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(""))
@@ -96,6 +98,33 @@ def student_version(notebook):
     if NOTE_TAG not in first.source:
         first.source = f"{NOTE}\n\n{first.source}".rstrip("\n")
     return nb, regions
+
+
+def mark_for_nbgrader(notebook, name: str) -> int:
+    """Mark every cell holding a solution region as an nbgrader solution cell, in place; returns their number.
+
+    nbgrader's ``generate_assignment`` refuses solution regions in cells without this metadata
+    (``ClearSolutions.enforce_metadata``). ``grade_id`` is ``<name>-exercise-<k>``, unique in the notebook.
+    Cells without a region lose a stale mark. Idempotent.
+    """
+    marked = 0
+    for cell in notebook.cells:
+        has_region = cell.cell_type in ("code", "markdown") and any(
+            (m := _MARKER.match(line)) and m["marker"] == BEGIN for line in cell.source.splitlines()
+        )
+        if has_region:
+            marked += 1
+            cell.metadata["nbgrader"] = {
+                "grade": False,
+                "grade_id": f"{name}-exercise-{marked}",
+                "locked": False,
+                "schema_version": 3,
+                "solution": True,
+                "task": False,
+            }
+        elif cell.metadata.get("nbgrader", {}).get("solution"):
+            del cell.metadata["nbgrader"]
+    return marked
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -147,9 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     build_parser = commands.add_parser("build", help="write student notebooks (solutions removed, outputs cleared)")
     build_parser.add_argument("source", help="folder of solution notebooks, e.g. notebooks/")
     build_parser.add_argument("out", help="output folder for the student notebooks (not the source folder)")
+    mark_parser = commands.add_parser("mark", help="add nbgrader solution-cell metadata to notebooks, in place")
+    mark_parser.add_argument("notebooks", nargs="+", help="solution notebooks, e.g. notebooks/*.ipynb")
     args = parser.parse_args(argv)
     try:
-        build(args.source, args.out)
+        if args.command == "build":
+            build(args.source, args.out)
+        else:
+            import nbformat
+
+            for path in map(Path, args.notebooks):
+                nb = nbformat.read(path, as_version=4)
+                count = mark_for_nbgrader(nb, path.stem)
+                nbformat.write(nb, path)
+                print(f"{path.name}: {count} nbgrader solution cell(s)")
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
     return 0

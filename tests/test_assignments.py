@@ -209,3 +209,32 @@ def test_student_notebook_stops_at_its_first_exercise(path, student_notebooks):
 def test_whole_student_notebook_stops_at_its_first_exercise(student_notebooks):
     student = nbformat.read(student_notebooks / SOLUTION_NOTEBOOKS[0].name, as_version=4)
     _execute_until_error(student, _first_exercise(student))
+
+
+def test_mark_for_nbgrader_marks_solution_cells_only_and_is_idempotent():
+    nb = _synthetic_notebook()
+    nb.cells[1].metadata["nbgrader"] = {"solution": True, "grade_id": "stale"}  # no region any more
+    assert assignments.mark_for_nbgrader(nb, "99_synthetic") == 2
+    marks = [c.metadata.get("nbgrader") for c in nb.cells]
+    assert marks[0] is None and marks[1] is None, "cells without a solution region must not be solution cells"
+    assert [m["grade_id"] for m in marks[2:]] == ["99_synthetic-exercise-1", "99_synthetic-exercise-2"]
+    assert all(m["solution"] and not m["grade"] and m["schema_version"] == 3 for m in marks[2:])
+    before = nbformat.writes(nb)
+    assignments.mark_for_nbgrader(nb, "99_synthetic")
+    assert nbformat.writes(nb) == before
+    student, _ = assignments.student_version(nb)
+    assert not any("nbgrader" in c.metadata for c in student.cells)
+
+
+# Notebooks whose solution cells carry nbgrader metadata (`python -m c3a_tutorial.assignments mark ...`).
+NBGRADER_MARKED = [p for p in SOLUTION_NOTEBOOKS if p.name.startswith("04_")]
+
+
+@pytest.mark.parametrize("path", NBGRADER_MARKED, ids=lambda p: p.name)
+def test_solution_cells_carry_nbgrader_metadata(path):
+    nb = nbformat.read(path, as_version=4)
+    expected = nbformat.writes(nb)
+    assert assignments.mark_for_nbgrader(nb, path.stem) > 0
+    assert nbformat.writes(nb) == expected, (
+        f"{path.name}: solution cells lack nbgrader metadata; run `python -m c3a_tutorial.assignments mark {path}`"
+    )
