@@ -3,7 +3,7 @@
 # `make test TORCH=torch==2.13.0` pins a build (CI does, to use a CPU wheel).
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch>=2.1
+TORCH ?= torch>=2.4
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
