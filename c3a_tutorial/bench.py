@@ -440,7 +440,7 @@ def describe_machine(result: dict) -> str:
     m, v = result["machine"], result["versions"]
     if m["device"].startswith("cuda"):
         return f"{m['device_name']} ({m['device']}), torch {v['torch']}"
-    return f"CPU: {m.get('cpu_model', m['device_name'])}, {m['torch_threads']} threads, torch {v['torch']}"
+    return f"CPU: {m.get('cpu_model', m['device_name'])}, {m['torch_threads']} torch thread(s), torch {v['torch']}"
 
 
 def plot_benchmark(result: dict, ax=None, tokens: int | None = None):
@@ -475,7 +475,7 @@ def plot_benchmark(result: dict, ax=None, tokens: int | None = None):
     ax.set_yscale("log")
     ax.set_ylabel("overhead / base layer time")
     ax.set_title(f"Forward+backward overhead over the frozen layer\n{describe_machine(result)}", fontsize=9)
-    ax.legend(fontsize=7, ncol=min(4, len(methods)), loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars stay visible
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig, ax
