@@ -195,3 +195,19 @@ def test_errors_are_clear(tmp_path):
     merge_adapters(ok)
     with pytest.raises(ValueError, match="merged"):
         export_to_peft(ok, tmp_path / "merged")
+
+
+def test_plain_torch_module_round_trip(tmp_path, tiny_model):
+    """Not only transformers models: any nn.Module with named nn.Linear layers (no task type)."""
+    model = tiny_model.float()
+    base = copy.deepcopy(model)
+    add_adapters(model, "c3a", ["query", "up"], trainable_modules=["classifier"], block_size=4, init_weights="gaussian")
+    export_to_peft(model, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["task_type"] is None and config["modules_to_save"] == ["classifier"]
+    x = torch.randn(3, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)(x), model(x), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(import_from_peft(tmp_path, model=base)(x), model(x), atol=0, rtol=0)
