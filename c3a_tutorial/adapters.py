@@ -151,8 +151,7 @@ class C3ALinear(AdapterLinear):
         return self.scale * block_circulant(self.kernel)
 
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        # Scale the small kernel, not the large output: the same product, one pass over N·d_out fewer.
-        return block_circulant_matmul(x, self.scale * self.kernel)
+        return self.scale * block_circulant_matmul(x, self.kernel)
 
     def adapter_config(self) -> dict:
         return {"method": "c3a", "block_size": self.block_size, "scale": self.scale}
