@@ -227,7 +227,7 @@ def test_mark_for_nbgrader_marks_solution_cells_only_and_is_idempotent():
 
 
 # Notebooks whose solution cells carry nbgrader metadata (`python -m c3a_tutorial.assignments mark ...`).
-NBGRADER_MARKED = [p for p in SOLUTION_NOTEBOOKS if p.name.startswith("04_")]
+NBGRADER_MARKED = SOLUTION_NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NBGRADER_MARKED, ids=lambda p: p.name)
