@@ -66,9 +66,7 @@ def parse_method(name: str) -> dict:
             return {"name": name, "kind": kind, "block_size": int(arg[1:])}
     except ValueError:
         pass
-    raise ValueError(
-        f"Unknown method {name!r}: use 'base', 'lora-r<rank>', 'c3a-b<block size>' or 'peft-c3a-b<block size>'."
-    )
+    raise ValueError(f"Unknown method {name!r}: use 'lora-r<rank>', 'c3a-b<block size>' or 'peft-c3a-b<block size>'.")
 
 
 def _peft_available() -> bool:

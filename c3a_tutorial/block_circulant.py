@@ -82,8 +82,9 @@ def block_circulant_matmul_reference(x: torch.Tensor, kernel: torch.Tensor) -> t
     """
     _check_input(x, kernel)
     m, n, b = kernel.shape
-    x_blocks = x.reshape(*x.shape[:-1], n, b)  # (..., n, b): the pieces x_j
-    y_freq = torch.einsum("...jf,ijf->...if", torch.fft.fft(x_blocks), torch.fft.fft(kernel))
+    dtype = _compute_dtype(x, kernel)
+    x_blocks = x.to(dtype).reshape(*x.shape[:-1], n, b)  # (..., n, b): the pieces x_j
+    y_freq = torch.einsum("...jf,ijf->...if", torch.fft.fft(x_blocks), torch.fft.fft(kernel.to(dtype)))
     y_blocks = torch.fft.ifft(y_freq).real  # (..., m, b): the pieces y_i
     return y_blocks.reshape(*x.shape[:-1], m * b)
 
@@ -190,6 +191,8 @@ def block_circulant_matmul(x: torch.Tensor, kernel: torch.Tensor, path: str = "a
     flat = x.reshape(-1, x.shape[-1])
     if path == "auto":
         path = choose_path(flat.shape[0], kernel)
+    if flat.shape[0] == 0:
+        path = "dense"  # an empty batch: the FFT libraries reject zero-length transforms, the GEMM does not
     device_type = flat.device.type
     autocast_on = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
     with torch.autocast(device_type, enabled=False) if autocast_on else contextlib.nullcontext():

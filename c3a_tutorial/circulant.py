@@ -68,7 +68,8 @@ def circulant_matvec_fft(c, x):
     """
     is_torch = isinstance(c, torch.Tensor) or isinstance(x, torch.Tensor)
     if is_torch:
-        c, x = torch.as_tensor(c), torch.as_tensor(x)
+        device = next(t.device for t in (c, x) if isinstance(t, torch.Tensor))
+        c, x = torch.as_tensor(c, device=device), torch.as_tensor(x, device=device)
         fft = torch.fft
         is_complex = c.is_complex() or x.is_complex()
     else:

@@ -39,9 +39,11 @@ def fit_update(
     """Fit ``ΔW`` (C3A with ``block_size`` or LoRA with ``rank``) to ``target`` (``d_out × d_in``)."""
     if target.dim() != 2:
         raise ValueError(f"target must be a (d_out, d_in) matrix, got shape {tuple(target.shape)}.")
-    target = target.detach().to(torch.float32)
+    target = target.detach().cpu().to(torch.float32)  # small fits: the CPU, whatever device T came from
     d_out, d_in = target.shape
     norm = target.norm()
+    if norm == 0:
+        raise ValueError("target is all zeros: the relative error ‖ΔW − T‖ / ‖T‖ is undefined. Use a non-zero T.")
     generator = torch.Generator().manual_seed(seed)
     if method == "c3a":
         if block_size is None:

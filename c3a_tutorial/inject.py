@@ -85,19 +85,22 @@ def add_adapters(
                 "not an nn.Linear. Name the linear layers inside it instead, e.g. "
                 f"{[n for n in _linear_names(model) if n.startswith(name + '.')][:4]}."
             )
-    # Build every adapter before changing anything, so a bad block size leaves the model as it was.
+    # Check and build everything before changing anything, so a bad argument leaves the model as it was.
+    trainable = []
+    if trainable_modules:
+        trainable = [m for n, m in model.named_modules() if n and _name_matches(n, trainable_modules)]
+        if not trainable:
+            raise ValueError(f"trainable_modules={trainable_modules!r} matches no module.")
     cls = ADAPTER_CLASSES[method]
     wrapped = {name: cls(module, name=name, **layer_kwargs) for name, module in targets}
-    model.requires_grad_(False)
+    if not existing:
+        # First call: freeze the base model. A later call (more adapters on the same model) keeps what
+        # earlier calls made trainable; the new adapters freeze their own base layers.
+        model.requires_grad_(False)
     for name, adapter in wrapped.items():
         _set_submodule(model, name, adapter)
-        adapter.base_layer.requires_grad_(False)
-    if trainable_modules:
-        matched = [m for n, m in model.named_modules() if n and _name_matches(n, trainable_modules)]
-        if not matched:
-            raise ValueError(f"trainable_modules={trainable_modules!r} matches no module.")
-        for m in matched:
-            m.requires_grad_(True)
+    for m in trainable:
+        m.requires_grad_(True)
     return model
 
 

@@ -91,3 +91,15 @@ def test_shape_errors_are_clear():
         block_circulant_matmul(torch.randn(3, 9), torch.randn(2, 2, 4))
     with pytest.raises(ValueError, match="2 dimensions instead of 3"):
         block_circulant_matmul(torch.randn(3, 8), torch.randn(2, 8))
+
+
+def test_empty_batch_and_mixed_dtypes():
+    kernel = torch.randn(2, 3, 4, requires_grad=True)
+    out = block_circulant_matmul(torch.randn(0, 12), kernel)
+    assert out.shape == (0, 8)
+    out.sum().backward()
+    torch.testing.assert_close(kernel.grad, torch.zeros_like(kernel))
+    x64 = torch.randn(3, 12, dtype=torch.float64)
+    expected = x64 @ block_circulant(kernel.detach().double()).T
+    torch.testing.assert_close(block_circulant_matmul_reference(x64, kernel.detach()), expected)
+    torch.testing.assert_close(block_circulant_matmul(x64, kernel.detach()), expected)

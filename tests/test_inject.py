@@ -198,3 +198,19 @@ def test_small_bert_wrap_and_round_trip(tmp_path):
     save_adapter(model, tmp_path / "bert.safetensors")
     load_adapter(fresh, tmp_path / "bert.safetensors")
     torch.testing.assert_close(fresh(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_second_call_keeps_what_the_first_made_trainable(tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["classifier"])
+    first = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    add_adapters(tiny_model, "lora", ["value"], rank=2)
+    now = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    assert now == first | {f"layers.{i}.value.lora_{ab}" for i in range(2) for ab in "AB"}
+
+
+def test_bad_trainable_modules_leaves_model_unchanged(tiny_model):
+    with pytest.raises(ValueError, match="trainable_modules=.*matches no module"):
+        add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["head"])
+    assert not adapter_layers(tiny_model)
+    assert all(p.requires_grad for p in tiny_model.parameters())
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["classifier"])  # a retry works

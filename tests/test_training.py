@@ -43,3 +43,10 @@ def test_fit_update_c3a_beats_lora_on_flat_spectrum_and_loses_on_low_rank():
     lora_low = fit_update(low_rank, "lora", rank=r, steps=200, progress=False)
     assert lora_low.relative_error < 0.5 * c3a_low.relative_error
     assert c3a_flat.parameters >= lora_flat.parameters
+
+
+def test_fit_update_rejects_a_zero_target():
+    import pytest
+
+    with pytest.raises(ValueError, match="all zeros"):
+        fit_update(torch.zeros(8, 8), "c3a", block_size=4, progress=False)
