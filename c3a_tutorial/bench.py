@@ -139,20 +139,26 @@ class _Timer:
     for a core (use it with one torch thread, where CPU time is the work done)."""
 
     def __init__(self, device: torch.device, kind: str = "auto"):
+        self.device = device
         self.cuda = device.type == "cuda"
+        # MPS runs asynchronously too, without timing events: synchronise around a wall-clock reading.
+        self.sync = torch.mps.synchronize if device.type == "mps" else (lambda: None)
         self.clock = time.process_time if kind == "cpu" else time.perf_counter
 
     def __call__(self, fn) -> float:
         if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end)
+            with torch.cuda.device(self.device):  # events and synchronize act on the benchmarked GPU
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize(self.device)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize(self.device)
+                return start.elapsed_time(end)
+        self.sync()
         start = self.clock()
         fn()
+        self.sync()
         return 1e3 * (self.clock() - start)
 
 
