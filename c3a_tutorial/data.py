@@ -34,6 +34,13 @@ DATASETS = ("stdlib", "sst2")
 _CACHE_VERSION = 1
 
 
+def majority_baseline(train, examples) -> float:
+    """Accuracy on ``examples`` of always answering the most frequent label of ``train`` (ties: lowest)."""
+    counts = Counter(label for _, label in train)
+    majority = max(sorted(counts), key=lambda k: counts[k])
+    return sum(label == majority for _, label in examples) / len(examples)
+
+
 @dataclass
 class TextDataset:
     """Three splits of ``(text, label)`` pairs and the label names; ``label`` indexes ``labels``."""
@@ -55,10 +62,7 @@ class TextDataset:
 
     def majority_baseline(self, split: str = "test") -> float:
         """Accuracy of always answering the most frequent *training* class, measured on ``split``."""
-        train_counts = Counter(label for _, label in self.train)
-        majority = max(sorted(train_counts), key=lambda k: train_counts[k])
-        examples = getattr(self, split)
-        return sum(label == majority for _, label in examples) / len(examples)
+        return majority_baseline(self.train, getattr(self, split))
 
     def summary(self) -> str:
         lines = [

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from .data import DATASETS, TextDataset, load_dataset
+from .data import DATASETS, TextDataset, load_dataset, majority_baseline
 from .device import pick_device
 from .inject import add_adapters, trainable_parameters
 
@@ -234,7 +234,8 @@ def _distributed_setup(config: FinetuneConfig):
 
 
 def _autocast(device: torch.device):
-    """``(context, scaler)``: bf16 autocast where supported, fp16 + GradScaler on older GPUs, else nothing."""
+    """``(context, scaler, precision)``: bf16 autocast where supported, fp16 + GradScaler on older GPUs,
+    else nothing (float32)."""
     if device.type != "cuda":
         return contextlib.nullcontext, None, "float32"
     if torch.cuda.is_bf16_supported():
@@ -299,13 +300,6 @@ def predict(model, tokenizer, texts: list[str], max_length: int = 128, batch_siz
             ).to(device)
             outputs.append(model(**encoded).logits.float())
     return torch.cat(outputs)
-
-
-def _majority_baseline(train, test) -> float:
-    """Test accuracy of always answering the most frequent training label."""
-    labels = [y for _, y in train]
-    majority = max(sorted(set(labels)), key=labels.count)
-    return sum(y == majority for _, y in test) / len(test)
 
 
 def _checksum(model) -> float:
@@ -445,7 +439,7 @@ def finetune(config: FinetuneConfig | None = None, data: TextDataset | None = No
         "target_modules": list(config.target_modules) if config.method != "full" else None,
         "accuracy": test_metrics["accuracy"],
         "test_loss": test_metrics["loss"],
-        "majority_baseline": _majority_baseline(data.train, test_set),
+        "majority_baseline": majority_baseline(data.train, test_set),
         "eval": history,
         "loss_curve": losses,
         "trainable_params": trainable,
@@ -493,9 +487,10 @@ def format_table(records: list[dict]) -> str:
 def _check_block_size_for_model(config: FinetuneConfig, model) -> None:
     """Turn a bad --block-size into one clear message naming the valid sizes of the target layers."""
     from .analysis import valid_block_sizes
+    from .inject import _name_matches
 
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    targets = [(n, m) for n, m in targets if any(n == t or n.endswith("." + t) for t in config.target_modules)]
+    targets = [(n, m) for n, m in targets if _name_matches(n, config.target_modules)]
     common = None
     for _, m in targets:
         sizes = set(valid_block_sizes(m.in_features, m.out_features))
