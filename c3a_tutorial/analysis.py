@@ -82,8 +82,17 @@ def suggest_block_size(d_in: int, d_out: int, lora_rank: int) -> int:
     while its ``ΔW`` can still reach full rank. Ties go to the larger block (fewer parameters).
     """
     _check_positive(lora_rank=lora_rank)
-    target = math.sqrt(d_in * d_out) / lora_rank
-    return min(valid_block_sizes(d_in, d_out), key=lambda b: (abs(math.log(b / target)), -b))
+    return nearest_block_size(d_in, d_out, math.sqrt(d_in * d_out) / lora_rank)
+
+
+def nearest_block_size(d_in: int, d_out: int, b: float) -> int:
+    """The valid block size (common divisor of ``d_in`` and ``d_out``) nearest ``b`` on a log scale.
+
+    Ties go to the larger block (fewer parameters).
+    """
+    if not b > 0:
+        raise ValueError(f"b must be positive, got {b!r}.")
+    return min(valid_block_sizes(d_in, d_out), key=lambda o: (abs(math.log(o / b)), -o))
 
 
 def matrix_rank(matrix, rtol: float | None = None) -> int:

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from .analysis import c3a_parameter_count, lora_parameter_count
+
 FORMAT = "c3a_tutorial.bench"
 FORMAT_VERSION = 1
 DEFAULT_SHAPES = ((768, 768), (1024, 1024), (4096, 4096), (3072, 768))  # (d_out, d_in)
@@ -101,8 +103,8 @@ def method_parameters(method: str, d_out: int, d_in: int) -> int:
     """Trainable parameters of ``method`` on a ``d_out × d_in`` layer."""
     spec = parse_method(method)
     if spec["kind"] == "lora":
-        return spec["rank"] * (d_in + d_out)
-    return d_out * d_in // spec["block_size"]
+        return lora_parameter_count(d_out, d_in, spec["rank"])
+    return c3a_parameter_count(d_out, d_in, spec["block_size"])
 
 
 def _fits(method: str, d_out: int, d_in: int) -> bool:

@@ -29,6 +29,7 @@ from .analysis import (
     lora_max_rank,
     lora_parameter_count,
     lora_rank_for_budget,
+    nearest_block_size,
     valid_block_sizes,
 )
 from .circulant import circulant
@@ -147,12 +148,6 @@ def plot_circulants(kernels, titles=None):
 # ---------------------------------------------------------------------------------------------------------
 # Notebook 03: the rank/parameter explorer
 # ---------------------------------------------------------------------------------------------------------
-
-
-def nearest_block_size(d_in: int, d_out: int, b: int) -> int:
-    """The valid block size (common divisor of ``d_in`` and ``d_out``) nearest ``b`` on a log scale."""
-    options = valid_block_sizes(d_in, d_out)
-    return min(options, key=lambda o: (abs(np.log(o / b)), -o))
 
 
 def c3a_singular_values(kernel: np.ndarray) -> np.ndarray:
