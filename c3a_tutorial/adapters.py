@@ -151,7 +151,8 @@ class C3ALinear(AdapterLinear):
         return self.scale * block_circulant(self.kernel)
 
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * block_circulant_matmul(x, self.kernel)
+        # The scale is applied inside, in float32: a float16 model's unscaled product could overflow.
+        return block_circulant_matmul(x, self.kernel, scale=self.scale)
 
     def adapter_config(self) -> dict:
         return {"method": "c3a", "block_size": self.block_size, "scale": self.scale}

@@ -122,16 +122,24 @@ def _kernel_freq(kernel: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class BlockCirculantMatmul(torch.autograd.Function):
-    """``y = x @ block_circulant(w).T`` for ``x`` of shape ``(N, d_in)``, with an FFT-based backward."""
+    """``y = scale · x @ block_circulant(w).T`` for ``x`` of shape ``(N, d_in)``, with an FFT-based backward.
+
+    ``scale`` is applied inside, in the compute dtype, before the cast back: a float16 input whose
+    unscaled product would overflow float16 still gives the right (scaled) answer.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         ctx.save_for_backward(x, kernel)  # only these two: everything else is recomputed in backward
+        ctx.scale = scale
         dtype = _compute_dtype(x, kernel)
         b = kernel.shape[-1]
         w_freq = _kernel_freq(kernel, dtype)  # (F, m, n), transformed once per call
         y_freq = torch.bmm(_to_freq(x.to(dtype), b), w_freq.transpose(1, 2))  # (F, N, n) @ (F, n, m)
-        return _from_freq(y_freq, b).to(x.dtype)
+        y = _from_freq(y_freq, b)
+        if scale != 1.0:
+            y.mul_(scale)
+        return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -143,23 +151,27 @@ class BlockCirculantMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
             w_conj = _kernel_freq(kernel, dtype).conj().resolve_conj()  # (F, m, n), small
-            grad_x = _from_freq(torch.bmm(g_freq, w_conj), b).to(x.dtype)  # (F, N, m) @ (F, m, n)
+            grad_x = _from_freq(torch.bmm(g_freq, w_conj), b)  # (F, N, m) @ (F, m, n)
+            if ctx.scale != 1.0:
+                grad_x.mul_(ctx.scale)
+            grad_x = grad_x.to(x.dtype)
         if ctx.needs_input_grad[1]:
             # Correlation of the output gradient with the input, summed over tokens:
             # Σ_N G[N, i] conj(X[N, j]) = conj(Gᴴ X), and Gᴴ X is one conjugate-transposed GEMM per frequency.
             x_freq = _to_freq(x.to(dtype), b)  # (F, N, n)
             grad_w_freq = torch.bmm(g_freq.transpose(1, 2).conj(), x_freq).conj()  # (F, m, n)
-            grad_kernel = torch.fft.irfft(grad_w_freq.permute(1, 2, 0), n=b, dim=-1).to(kernel.dtype)
-        return grad_x, grad_kernel
+            grad_kernel = torch.fft.irfft(grad_w_freq.permute(1, 2, 0), n=b, dim=-1)
+            grad_kernel = (grad_kernel * ctx.scale).to(kernel.dtype)
+        return grad_x, grad_kernel, None
 
 
 PATHS = ("auto", "fft", "dense")
 
 
-def _dense_matmul(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def _dense_matmul(x: torch.Tensor, kernel: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """The dense path: materialise ``ΔW`` (``d_out × d_in``) and do one GEMM; autograd does the rest."""
     dtype = _compute_dtype(x, kernel)
-    return (x.to(dtype) @ block_circulant(kernel.to(dtype)).T).to(x.dtype)
+    return (scale * (x.to(dtype) @ block_circulant(kernel.to(dtype)).T)).to(x.dtype)
 
 
 def choose_path(tokens: int, kernel: torch.Tensor) -> str:
@@ -174,15 +186,18 @@ def choose_path(tokens: int, kernel: torch.Tensor) -> str:
     return "fft"
 
 
-def block_circulant_matmul(x: torch.Tensor, kernel: torch.Tensor, path: str = "auto") -> torch.Tensor:
-    """``x @ block_circulant(kernel).T`` via FFTs, without building the dense matrix.
+def block_circulant_matmul(
+    x: torch.Tensor, kernel: torch.Tensor, path: str = "auto", scale: float = 1.0
+) -> torch.Tensor:
+    """``scale · x @ block_circulant(kernel).T`` via FFTs, without building the dense matrix.
 
     ``x``: ``(..., d_in)``; ``kernel``: ``(d_out // b, d_in // b, b)``; returns ``(..., d_out)`` in
     ``x``'s dtype. Differentiable in both arguments through a custom autograd function whose backward
     is FFT-based too. float16/bfloat16 inputs are computed in float32 and cast back, and autocast is
     switched off inside (an FFT in half precision is missing or inexact), so it is safe under
     ``torch.autocast``. ``path``: ``"fft"``, ``"dense"`` (materialise ``ΔW``, one GEMM) or
-    ``"auto"`` (see ``choose_path``); all give the same result up to rounding.
+    ``"auto"`` (see ``choose_path``); all give the same result up to rounding. ``scale`` (default 1)
+    multiplies the result in float32 before the cast back, so half-precision outputs do not overflow.
     """
     _check_input(x, kernel)
     if path not in PATHS:
@@ -197,7 +212,7 @@ def block_circulant_matmul(x: torch.Tensor, kernel: torch.Tensor, path: str = "a
     autocast_on = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
     with torch.autocast(device_type, enabled=False) if autocast_on else contextlib.nullcontext():
         if path == "dense":
-            out = _dense_matmul(flat, kernel)
+            out = _dense_matmul(flat, kernel, scale)
         else:
-            out = BlockCirculantMatmul.apply(flat, kernel)
+            out = BlockCirculantMatmul.apply(flat, kernel, float(scale))
     return out.reshape(*x.shape[:-1], m * b)

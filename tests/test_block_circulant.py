@@ -103,3 +103,24 @@ def test_empty_batch_and_mixed_dtypes():
     expected = x64 @ block_circulant(kernel.detach().double()).T
     torch.testing.assert_close(block_circulant_matmul_reference(x64, kernel.detach()), expected)
     torch.testing.assert_close(block_circulant_matmul(x64, kernel.detach()), expected)
+
+
+@pytest.mark.parametrize("path", ["fft", "dense"])
+def test_scale_argument_values_and_gradients(path):
+    kernel = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 15, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(
+        block_circulant_matmul(x, kernel, path=path, scale=0.37), 0.37 * (x @ block_circulant(kernel).T)
+    )
+    assert torch.autograd.gradcheck(lambda a, w: block_circulant_matmul(a, w, path=path, scale=0.37), (x, kernel))
+
+
+def test_float16_output_does_not_overflow_before_scaling():
+    # Unscaled, every output is 64 * 2000 = 128,000 > float16's 65,504; scaled by 1/64 it is 2,000.
+    kernel = torch.full((1, 8, 8), 2000.0)
+    x = torch.ones(3, 64, dtype=torch.float16, requires_grad=True)
+    out = block_circulant_matmul(x, kernel, scale=1 / 64)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), torch.full((3, 8), 2000.0))
+    out.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
