@@ -20,6 +20,7 @@ import torch
 from .analysis import c3a_parameter_count, lora_parameter_count, suggest_block_size, valid_block_sizes
 from .block_circulant import block_circulant
 from .circulant import circulant
+from .peft_compat import reverse_kernel  # C(rev(w)) = C(w)ᵀ: the blockwise-transposed mistake
 
 
 class ExerciseError(AssertionError):
@@ -349,13 +350,6 @@ def _c3a_cases(seed: int = 4):
     return cases
 
 
-def _blockwise_transposed(w: torch.Tensor) -> torch.Tensor:
-    # The dense matrix whose block (i, j) is C(w[i, j])ᵀ: the mistake of using the kernel where its transpose belongs.
-    m, n, b = w.shape
-    blocks = torch.stack([torch.stack([circulant(w[i, j]).T for j in range(n)]) for i in range(m)])
-    return blocks.permute(0, 2, 1, 3).reshape(m * b, n * b)
-
-
 def _as_tensor(value, name: str) -> torch.Tensor:
     if value is None:
         _fail(f"{name} is None: did your function `return` its result?")
@@ -379,7 +373,7 @@ def check_c3a_input_grad(fn) -> None:
         want = grad_y @ block_circulant(w)
         if torch.allclose(got, want, atol=1e-9):
             continue
-        if torch.allclose(got, grad_y @ _blockwise_transposed(w), atol=1e-9):
+        if torch.allclose(got, grad_y @ block_circulant(reverse_kernel(w)), atol=1e-9):
             _fail(
                 f"at b = {b} every block acts as C(w) where the backward needs C(w)ᵀ (the adjoint is a correlation, "
                 "not a convolution): multiply by the *conjugate* kernel spectrum, W.conj(). This is the mistake "
