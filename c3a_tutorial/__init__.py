@@ -12,8 +12,13 @@ Conventions, shared by the code, the notebooks and the plots:
   by default. ``LoRALinear``: ``ΔW = (alpha / r) · B A``.
 """
 
-from .adapters import C3ALinear, LoRALinear
-from .analysis import (
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
+
+from .c3a.adapter_file import adapter_state_dict, load_adapter, save_adapter
+from .c3a.block_circulant import block_circulant, block_circulant_matmul, block_circulant_matmul_reference
+from .c3a.circulant import circulant, circulant_eigenvalues, circulant_matvec_fft
+from .c3a.counting import (
     block_circulant_rank,
     c3a_max_rank,
     c3a_parameter_count,
@@ -24,25 +29,25 @@ from .analysis import (
     suggest_block_size,
     valid_block_sizes,
 )
-from .block_circulant import block_circulant, block_circulant_matmul, block_circulant_matmul_reference
-from .circulant import circulant, circulant_eigenvalues, circulant_matvec_fft
-from .device import environment_summary, pick_device
-from .fitting import FitResult, fit_update
-from .inject import (
+from .c3a.inject import (
     adapter_layers,
-    adapter_state_dict,
     add_adapters,
     format_trainable_parameters,
-    load_adapter,
     merge_adapters,
     print_trainable_parameters,
-    save_adapter,
     trainable_parameters,
     unmerge_adapters,
 )
-from .peft_compat import export_to_peft, import_from_peft
+from .c3a.layers import C3ALinear, LoRALinear
+from .c3a.peft_io import export_to_peft, import_from_peft
+from .course.fitting import FitResult, fit_update
+from .experiments.device import pick_device
+from .experiments.measure import environment_summary
 
-__version__ = "0.1.0"
+try:
+    __version__ = _package_version("c3a-tutorial")  # one version string: pyproject.toml's
+except PackageNotFoundError:  # pragma: no cover - a source tree on sys.path that was never pip-installed
+    __version__ = "0+unknown"
 
 __all__ = [
     # circulant matrices (notebooks 01-02)

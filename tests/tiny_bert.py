@@ -11,7 +11,7 @@ def make_tiny_bert(directory: Path, hidden: int = 32, layers: int = 2, seed: int
     import torch
     import transformers
 
-    from c3a_tutorial.models import default_model_path
+    from c3a_tutorial.experiments.backbone import default_model_path
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(default_model_path())
     config = transformers.BertConfig(

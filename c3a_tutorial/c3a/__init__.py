@@ -1,0 +1,14 @@
+"""The method, in course order: one circulant → a block-circulant matrix and its FFT operator → the
+adapter layers → putting them into a model → saving them → carrying them to and from PEFT.
+
+    circulant.py        circulant(c), its eigenvalues, circulant(c) @ x with FFTs       (notebooks 01-02)
+    block_circulant.py  block_circulant(w) and block_circulant_matmul(x, w)             (notebook 03)
+    counting.py         parameters, ranks and block-size rules of C3A and LoRA          (notebook 03)
+    layers.py           C3ALinear and LoRALinear                                        (notebook 04)
+    methods.py          the registry: each adapter method declared once
+    inject.py           add_adapters, counting, merge / unmerge / merge_and_unload      (notebooks 04-05)
+    adapter_file.py     save_adapter / load_adapter                                     (notebook 05)
+    peft_io.py          export_to_peft / import_from_peft                               (notebook 05)
+
+Imports run downward only: each file uses the ones above it.
+"""

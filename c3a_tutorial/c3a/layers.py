@@ -1,0 +1,216 @@
+"""Adapter layers: ``C3ALinear`` and, as the baseline, ``LoRALinear``. One interface for both.
+
+Both wrap a frozen ``nn.Linear`` (``base_layer``) and add a trainable update ``ΔW``::
+
+    y = base_layer(x) + x @ ΔWᵀ
+
+* C3A: ``ΔW = scale · block_circulant(kernel)``, applied with FFTs (``block_circulant_matmul``).
+* LoRA: ``ΔW = (alpha / r) · B A``, applied as two thin matmuls.
+
+``delta_weight()`` gives the dense ``ΔW``; ``merge()`` adds it into the base weight (zero overhead at
+inference), ``unmerge()`` takes it out again.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from .block_circulant import block_circulant, block_circulant_matmul
+from .counting import check_block_size, check_positive_int
+
+C3A_INITS = ("zeros", "gaussian", "xavier_uniform", "kaiming_uniform")
+
+
+def _check_linear(cls: type, base_layer: nn.Module, name: str) -> None:
+    if not isinstance(base_layer, nn.Linear):
+        raise TypeError(f"{cls.__name__} wraps an nn.Linear, but {name} is a {type(base_layer).__name__}.")
+
+
+class AdapterLinear(nn.Module):
+    """What ``C3ALinear`` and ``LoRALinear`` share: a frozen base layer, merge and unmerge."""
+
+    method: str = ""
+
+    def __init__(self, base_layer: nn.Linear, name: str = "the layer"):
+        # Subclasses validate their arguments before calling this, so a bad argument never touches the base.
+        super().__init__()
+        self.base_layer = base_layer
+        self.base_layer.requires_grad_(False)
+        self.in_features = base_layer.in_features
+        self.out_features = base_layer.out_features
+        self.merged = False
+
+    def _adapter_dtype(self) -> torch.dtype:
+        # Adapter weights stay in float32 (or float64 in float64 tests) even for a half-precision base.
+        weight_dtype = self.base_layer.weight.dtype
+        return weight_dtype if weight_dtype in (torch.float32, torch.float64) else torch.float32
+
+    def delta_weight(self) -> torch.Tensor:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def adapter_config(self) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Add ``ΔW`` into the base weight; the forward pass then costs what the base layer costs."""
+        if self.merged:
+            warnings.warn("merge(): the adapter is already merged; nothing to do.", stacklevel=2)
+            return
+        weight = self.base_layer.weight
+        weight.add_(self.delta_weight().to(weight.dtype))
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Subtract ``ΔW`` from the base weight again (exact up to floating-point rounding)."""
+        if not self.merged:
+            warnings.warn("unmerge(): the adapter is not merged; nothing to do.", stacklevel=2)
+            return
+        weight = self.base_layer.weight
+        weight.sub_(self.delta_weight().to(weight.dtype))
+        self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        if self.merged:
+            return result
+        return result + self.adapter_output(x).to(result.dtype)
+
+
+class C3ALinear(AdapterLinear):
+    """A frozen ``nn.Linear`` plus a block-circulant update: ``y = base(x) + scale · x @ C(w)ᵀ``.
+
+    Args:
+        base_layer: the ``nn.Linear`` to adapt (``d_out × d_in``); it is frozen.
+        block_size: ``b``, which must divide ``d_in`` and ``d_out``. The kernel ``w`` has shape
+            ``(d_out // b, d_in // b, b)``: ``d_out · d_in / b`` trainable numbers.
+        scale: multiplies ``ΔW``. Defaults to ``1 / d_in``, the reference implementation's choice.
+            Block ``i`` of the output sums ``d_in / b`` circular convolutions of length ``b``, so the
+            update grows with ``d_in``; dividing by ``d_in`` keeps it of order one whatever the layer
+            width, and keeps published learning rates for C3A (which are large, ~1e-1) valid here.
+        init_weights: ``"zeros"`` (default: the adapted model starts identical to the base),
+            ``"gaussian"``, ``"xavier_uniform"`` or ``"kaiming_uniform"`` (fans of the full layer).
+        name: used in error messages.
+    """
+
+    method = "c3a"
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        block_size: int,
+        scale: float | None = None,
+        init_weights: str = "zeros",
+        name: str = "the layer",
+    ):
+        _check_linear(type(self), base_layer, name)
+        check_block_size(base_layer.in_features, base_layer.out_features, block_size, layer=name)
+        if init_weights not in C3A_INITS:
+            raise ValueError(f"init_weights={init_weights!r} is not one of {C3A_INITS}.")
+        super().__init__(base_layer, name=name)
+        self.block_size = int(block_size)
+        self.scale = 1.0 / self.in_features if scale is None else float(scale)
+        b = self.block_size
+        self.kernel = nn.Parameter(
+            torch.zeros(
+                self.out_features // b,
+                self.in_features // b,
+                b,
+                dtype=self._adapter_dtype(),
+                device=base_layer.weight.device,
+            )
+        )
+        self.reset_kernel(init_weights)
+
+    @torch.no_grad()
+    def reset_kernel(self, init_weights: str = "zeros") -> None:
+        """(Re)initialise the kernel; see the class docstring for the choices."""
+        if init_weights == "zeros":
+            self.kernel.zero_()
+        elif init_weights == "gaussian":
+            nn.init.normal_(self.kernel)
+        elif init_weights == "xavier_uniform":
+            bound = math.sqrt(6.0 / (self.in_features + self.out_features))
+            nn.init.uniform_(self.kernel, -bound, bound)
+        elif init_weights == "kaiming_uniform":
+            bound = math.sqrt(1.0 / self.in_features)
+            nn.init.uniform_(self.kernel, -bound, bound)
+        else:
+            raise ValueError(f"init_weights={init_weights!r} is not one of {C3A_INITS}.")
+
+    def delta_weight(self) -> torch.Tensor:
+        """The dense ``ΔW = scale · block_circulant(kernel)``, shape ``(d_out, d_in)``."""
+        return self.scale * block_circulant(self.kernel)
+
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
+        # The scale is applied inside, in float32: a float16 model's unscaled product could overflow.
+        return block_circulant_matmul(x, self.kernel, scale=self.scale)
+
+    def adapter_config(self) -> dict:
+        return {"method": "c3a", "block_size": self.block_size, "scale": self.scale}
+
+    def extra_repr(self) -> str:
+        return f"block_size={self.block_size}, scale={self.scale:.3g}, merged={self.merged}"
+
+
+class LoRALinear(AdapterLinear):
+    """A frozen ``nn.Linear`` plus a low-rank update: ``y = base(x) + (alpha / r) · x Aᵀ Bᵀ``.
+
+    Args:
+        base_layer: the ``nn.Linear`` to adapt; it is frozen.
+        rank: ``r``; ``A`` is ``r × d_in`` (Kaiming-uniform init, as in PEFT), ``B`` is ``d_out × r``
+            (zeros, so the adapted model starts identical to the base).
+        alpha: ``ΔW`` is scaled by ``alpha / r``. Defaults to ``r`` (scale 1).
+        dropout: dropout on the adapter's input (training only).
+        name: used in error messages.
+    """
+
+    method = "lora"
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        rank: int,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        name: str = "the layer",
+    ):
+        _check_linear(type(self), base_layer, name)
+        check_positive_int(rank=rank)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        super().__init__(base_layer, name=name)
+        self.rank = int(rank)
+        self.alpha = float(rank if alpha is None else alpha)
+        self.scale = self.alpha / self.rank
+        factory = {"dtype": self._adapter_dtype(), "device": base_layer.weight.device}
+        self.lora_A = nn.Parameter(torch.empty(self.rank, self.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, self.rank, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def delta_weight(self) -> torch.Tensor:
+        """The dense ``ΔW = (alpha / r) · B A``, shape ``(d_out, d_in)``."""
+        return self.scale * (self.lora_B @ self.lora_A)
+
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(x).to(self.lora_A.dtype)
+        return self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+
+    def adapter_config(self) -> dict:
+        return {"method": "lora", "rank": self.rank, "alpha": self.alpha, "dropout": self.dropout_p}
+
+    @property
+    def dropout_p(self) -> float:
+        return self.dropout.p if isinstance(self.dropout, nn.Dropout) else 0.0
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha:g}, merged={self.merged}"

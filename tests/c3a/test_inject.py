@@ -1,0 +1,216 @@
+import pytest
+import torch
+
+from c3a_tutorial import (
+    C3ALinear,
+    LoRALinear,
+    adapter_layers,
+    add_adapters,
+    format_trainable_parameters,
+    load_adapter,
+    merge_adapters,
+    save_adapter,
+    trainable_parameters,
+    unmerge_adapters,
+)
+
+from ..conftest import TinyModel
+
+
+def _randomise(model):
+    with torch.no_grad():
+        for layer in adapter_layers(model).values():
+            for p in layer.parameters():
+                if p.requires_grad:
+                    p.normal_()
+
+
+def test_add_adapters_wraps_by_suffix_and_freezes_the_rest(tiny_model):
+    x = torch.randn(4, 12, dtype=torch.float64)
+    before = tiny_model(x)
+    add_adapters(tiny_model, "c3a", ["query", "value"], block_size=4, trainable_modules=["classifier"])
+    layers = adapter_layers(tiny_model)
+    assert sorted(layers) == [f"layers.{i}.{n}" for i in range(2) for n in ("query", "value")]
+    assert all(isinstance(m, C3ALinear) for m in layers.values())
+    torch.testing.assert_close(tiny_model(x), before, atol=0, rtol=0)  # zero init: no change
+    trainable = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    assert trainable == {f"layers.{i}.{n}.kernel" for i in range(2) for n in ("query", "value")} | {
+        "classifier.weight",
+        "classifier.bias",
+    }
+
+
+def test_parameter_counts_match_formulas(tiny_model):
+    total_before = sum(p.numel() for p in tiny_model.parameters())
+    add_adapters(tiny_model, "c3a", ["query", "value", "up"], block_size=4)
+    # 4 square 12x12 layers and 2 up-projections 12 -> 24: d_out * d_in / b each
+    expected = 4 * 12 * 12 // 4 + 2 * 24 * 12 // 4
+    trainable, total = trainable_parameters(tiny_model)
+    assert trainable == expected and total == total_before + expected
+    line = format_trainable_parameters(tiny_model)
+    assert (
+        line == f"trainable params: {expected:,d} || all params: {total:,d} || trainable%: {100 * expected / total:.4f}"
+    )
+
+    lora_model = TinyModel()
+    add_adapters(lora_model, "lora", ["query", "up"], rank=3)
+    assert trainable_parameters(lora_model)[0] == 2 * 3 * (12 + 12) + 2 * 3 * (12 + 24)
+
+
+def test_regex_target_modules(tiny_model):
+    add_adapters(tiny_model, "lora", r"layers\.0\.(key|down)", rank=2)
+    assert sorted(adapter_layers(tiny_model)) == ["layers.0.down", "layers.0.key"]
+    assert all(isinstance(m, LoRALinear) for m in adapter_layers(tiny_model).values())
+
+
+def test_merge_and_unmerge_whole_model(tiny_model):
+    add_adapters(tiny_model, "c3a", ["query", "value", "down"], block_size=3)
+    _randomise(tiny_model)
+    weights = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
+    x = torch.randn(5, 12, dtype=torch.float64)
+    out = tiny_model(x)
+    merge_adapters(tiny_model)
+    torch.testing.assert_close(tiny_model(x), out, atol=1e-10, rtol=0)
+    unmerge_adapters(tiny_model)
+    for n, p in tiny_model.named_parameters():
+        torch.testing.assert_close(p, weights[n], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("method,kwargs", [("c3a", {"block_size": 6}), ("lora", {"rank": 2, "alpha": 4})])
+def test_save_load_round_trip_into_fresh_model(tmp_path, tiny_model, suffix, method, kwargs):
+    fresh = TinyModel().double()
+    fresh.load_state_dict(tiny_model.state_dict())
+    add_adapters(tiny_model, method, ["query", "value"], trainable_modules=["classifier"], **kwargs)
+    _randomise(tiny_model)
+    with torch.no_grad():
+        tiny_model.classifier.weight.add_(1.0)
+    path = tmp_path / f"adapter{suffix}"
+    save_adapter(tiny_model, path)
+    load_adapter(fresh, path)
+    x = torch.randn(3, 12, dtype=torch.float64)
+    torch.testing.assert_close(fresh(x), tiny_model(x), atol=0, rtol=0)
+    assert sorted(adapter_layers(fresh)) == sorted(adapter_layers(tiny_model))
+    assert trainable_parameters(fresh) == trainable_parameters(tiny_model)
+
+
+def test_load_into_model_with_matching_adapters(tmp_path, tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4)
+    _randomise(tiny_model)
+    save_adapter(tiny_model, tmp_path / "a.safetensors")
+    other = TinyModel().double()
+    other.load_state_dict(
+        {k.replace(".base_layer", ""): v for k, v in tiny_model.state_dict().items() if "kernel" not in k}
+    )
+    add_adapters(other, "c3a", ["query"], block_size=4)
+    load_adapter(other, tmp_path / "a.safetensors")
+    x = torch.randn(2, 12, dtype=torch.float64)
+    torch.testing.assert_close(other(x), tiny_model(x))
+
+
+def test_no_match_lists_linear_names(tiny_model):
+    with pytest.raises(ValueError, match=r"matches no module.*layers\.0\.query"):
+        add_adapters(tiny_model, "c3a", ["q_proj"], block_size=4)
+
+
+def test_match_that_is_not_linear_is_type_error(tiny_model):
+    with pytest.raises(TypeError, match="LayerNorm"):
+        add_adapters(tiny_model, "c3a", ["norm"], block_size=4)
+
+
+def test_bad_block_size_leaves_model_unchanged(tiny_model):
+    with pytest.raises(ValueError, match=r"block_size=5 .*layers\.0\.query.*Valid block sizes.*\[1, 2, 3, 4, 6, 12\]"):
+        add_adapters(tiny_model, "c3a", ["query"], block_size=5)
+    assert not adapter_layers(tiny_model)
+    assert all(p.requires_grad for p in tiny_model.parameters())
+
+
+def test_adding_twice_is_an_error_not_a_double_wrap(tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4)
+    with pytest.raises(ValueError, match="already has a c3a adapter"):
+        add_adapters(tiny_model, "lora", ["query"], rank=2)
+    assert isinstance(tiny_model.layers[0].query.base_layer, torch.nn.Linear)
+
+
+def test_unknown_method(tiny_model):
+    with pytest.raises(ValueError, match="method='dora'"):
+        add_adapters(tiny_model, "dora", ["query"])
+
+
+def test_load_shape_mismatch_names_module_and_shapes(tmp_path, tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4)
+    save_adapter(tiny_model, tmp_path / "a.safetensors")
+    wider = TinyModel(d=16).double()
+    with pytest.raises(ValueError, match=r"layers\.0\.query.*16x16.*12x12"):
+        load_adapter(wider, tmp_path / "a.safetensors")
+    assert not adapter_layers(wider)
+
+
+def test_load_method_or_setting_mismatch(tmp_path, tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4)
+    save_adapter(tiny_model, tmp_path / "a.pt")
+    lora = add_adapters(TinyModel().double(), "lora", ["query"], rank=2)
+    with pytest.raises(ValueError, match="has a lora adapter but the file holds c3a"):
+        load_adapter(lora, tmp_path / "a.pt")
+    c3a = add_adapters(TinyModel().double(), "c3a", ["query"], block_size=2)
+    with pytest.raises(ValueError, match="block_size=2 but the file has block_size=4"):
+        load_adapter(c3a, tmp_path / "a.pt")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_truncated_file_is_a_clear_error_and_model_unchanged(tmp_path, tiny_model, suffix):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4)
+    _randomise(tiny_model)
+    path = tmp_path / f"a{suffix}"
+    save_adapter(tiny_model, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    target = add_adapters(TinyModel().double(), "c3a", ["query"], block_size=4)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ValueError, match="truncated, corrupted"):
+        load_adapter(target, path)
+    for k, v in target.state_dict().items():
+        torch.testing.assert_close(v, before[k], atol=0, rtol=0)
+
+
+def test_saving_merged_model_refused(tmp_path, tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4)
+    merge_adapters(tiny_model)
+    with pytest.raises(ValueError, match="unmerge"):
+        save_adapter(tiny_model, tmp_path / "a.pt")
+
+
+def test_small_bert_wrap_and_round_trip(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3
+    )
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config).eval()
+    fresh = transformers.BertForSequenceClassification(config).eval()
+    fresh.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 50, (2, 7))
+    base_logits = model(ids).logits
+    add_adapters(model, "c3a", ["query", "value"], block_size=8, trainable_modules=["classifier"])
+    torch.testing.assert_close(model(ids).logits, base_logits)
+    assert len(adapter_layers(model)) == 4
+    _randomise(model)
+    save_adapter(model, tmp_path / "bert.safetensors")
+    load_adapter(fresh, tmp_path / "bert.safetensors")
+    torch.testing.assert_close(fresh(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_second_call_keeps_what_the_first_made_trainable(tiny_model):
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["classifier"])
+    first = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    add_adapters(tiny_model, "lora", ["value"], rank=2)
+    now = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    assert now == first | {f"layers.{i}.value.lora_{ab}" for i in range(2) for ab in "AB"}
+
+
+def test_bad_trainable_modules_leaves_model_unchanged(tiny_model):
+    with pytest.raises(ValueError, match="trainable_modules=.*matches no module"):
+        add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["head"])
+    assert not adapter_layers(tiny_model)
+    assert all(p.requires_grad for p in tiny_model.parameters())
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["classifier"])  # a retry works
