@@ -74,15 +74,33 @@ def lora_rank_for_budget(d_out: int, d_in: int, block_size: int) -> int:
     return max(1, budget // (d_in + d_out))
 
 
-def suggest_block_size(d_in: int, d_out: int, lora_rank: int) -> int:
-    """The valid block size nearest ``sqrt(d_in · d_out) / r``: C3A's counterpart of a LoRA rank ``r``.
+# Two rules turn a LoRA rank r into a C3A block size b; the course names them and uses them consistently.
+# * "equal_budget": the b whose C3A parameter count d_in·d_out/b equals LoRA's r·(d_in + d_out), i.e.
+#   b = d_in·d_out / (r·(d_in + d_out)). Compare the two methods at the same cost with this one.
+# * "sqrt": b = sqrt(d_in·d_out) / r, this course's own heuristic (not from the C3A paper or PEFT, whose
+#   C3AConfig only suggests the greatest common divisor of the layer sizes when in doubt). It costs
+#   sqrt(d_in·d_out)·r parameters, at most half of LoRA's (sqrt(ab) <= (a + b) / 2), exactly half for a
+#   square layer.
+BLOCK_SIZE_RULES = ("equal_budget", "sqrt")
 
-    With ``b = sqrt(d_in · d_out) / r`` C3A has ``sqrt(d_in · d_out) · r`` parameters: never more than
-    LoRA's ``r · (d_in + d_out)`` (``sqrt(ab) ≤ (a + b) / 2``), and exactly half of it for a square layer,
-    while its ``ΔW`` can still reach full rank. Ties go to the larger block (fewer parameters).
+
+def suggest_block_size(d_in: int, d_out: int, lora_rank: int, rule: str = "equal_budget") -> int:
+    """A valid block size ``b`` for a layer where LoRA would use rank ``r``, by one of two named rules.
+
+    ``rule="equal_budget"`` (default): the valid ``b`` nearest ``d_in · d_out / (r · (d_in + d_out))``, the
+    block size at which C3A costs what LoRA ``r`` costs. ``rule="sqrt"``: the valid ``b`` nearest
+    ``sqrt(d_in · d_out) / r``, this course's heuristic, which gives at most half LoRA's budget (exactly
+    half for a square layer). Either way ``ΔW`` can still reach full rank. "Nearest" is on a log scale;
+    ties go to the larger block (fewer parameters).
     """
-    check_positive_int(lora_rank=lora_rank)
-    return nearest_block_size(d_in, d_out, math.sqrt(d_in * d_out) / lora_rank)
+    check_positive_int(d_in=d_in, d_out=d_out, lora_rank=lora_rank)
+    if rule == "equal_budget":
+        ideal = d_in * d_out / (lora_rank * (d_in + d_out))
+    elif rule == "sqrt":
+        ideal = math.sqrt(d_in * d_out) / lora_rank
+    else:
+        raise ValueError(f"rule={rule!r} is not one of {BLOCK_SIZE_RULES}.")
+    return nearest_block_size(d_in, d_out, ideal)
 
 
 def nearest_block_size(d_in: int, d_out: int, b: float) -> int:

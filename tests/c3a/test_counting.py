@@ -41,11 +41,28 @@ def test_lora_rank_for_budget_never_exceeds_c3a_budget():
     assert lora_rank_for_budget(768, 768, 48) == 8
 
 
-def test_suggest_block_size():
-    assert suggest_block_size(768, 768, 8) == 96
-    assert suggest_block_size(4096, 4096, 16) == 256
-    b = suggest_block_size(768, 3072, 8)
+def test_suggest_block_size_sqrt_rule():
+    assert suggest_block_size(768, 768, 8, rule="sqrt") == 96
+    assert suggest_block_size(4096, 4096, 16, rule="sqrt") == 256
+    b = suggest_block_size(768, 3072, 8, rule="sqrt")
     assert b in valid_block_sizes(768, 3072)
+    # at most half LoRA's budget
+    assert 2 * c3a_parameter_count(3072, 768, b) <= lora_parameter_count(3072, 768, 8)
+
+
+@pytest.mark.parametrize(
+    "d_in, d_out, r, want",
+    [(384, 384, 8, 24), (768, 768, 8, 48), (1024, 4096, 16, 64), (4096, 4096, 16, 128)],
+)
+def test_suggest_block_size_equal_budget_is_the_default(d_in, d_out, r, want):
+    b = suggest_block_size(d_in, d_out, r)
+    assert b == want == suggest_block_size(d_in, d_out, r, rule="equal_budget")
+    assert c3a_parameter_count(d_out, d_in, b) == pytest.approx(lora_parameter_count(d_out, d_in, r), rel=0.25)
+
+
+def test_suggest_block_size_rejects_an_unknown_rule():
+    with pytest.raises(ValueError, match="rule='half' is not one of"):
+        suggest_block_size(768, 768, 8, rule="half")
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4), (3, 3, 5), (1, 1, 8), (4, 2, 1)])
