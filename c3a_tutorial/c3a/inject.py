@@ -1,23 +1,32 @@
-"""Model-level helpers: wrap the chosen ``nn.Linear`` layers, count, merge, save and load.
+"""Model-level helpers: wrap chosen linear layers with adapters, count, merge, and take them out again.
 
-Names are matched as in Hugging Face PEFT: a module is a target when its full name equals an entry of
-``target_modules`` or ends with ``"." + entry`` (so ``"query"`` matches
-``"encoder.layer.0.attention.self.query"``). A single string is a regular expression that must match
-the whole name.
+Names are matched as in Hugging Face PEFT (see ``add_adapters``): a list entry matches a module whose
+full name equals it or ends with ``"." + entry``; a single string is a regular expression that must
+match the whole name.
+
+``add_adapters`` records on the model which parameters outside the adapters it made trainable (e.g. a
+classification head). ``save_adapter`` saves what that record names, whatever their ``requires_grad``
+is at the time, so freezing the head for inference does not drop it from the next save.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 from collections.abc import Iterable
 
 from torch import nn
 
-from .layers import AdapterLinear
+from .layers import SUPPORTED_BASE_LAYERS, AdapterLinear, base_features, is_supported_base
 from .methods import get_method
+
+# The attribute of the model that lists the trainable parameters outside the adapters, by name.
+RECORD_ATTRIBUTE = "c3a_trainable_parameters"
 
 
 def name_matches(name: str, targets: str | Iterable[str]) -> bool:
+    """Whether module ``name`` is named by ``targets``: a whole-name regex (a string) or name suffixes (a list)."""
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
     return any(name == t or name.endswith("." + t) for t in targets)
@@ -28,14 +37,90 @@ def adapter_layers(model: nn.Module) -> dict[str, AdapterLinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, AdapterLinear)}
 
 
-def _linear_names(model: nn.Module) -> list[str]:
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+def _supported_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if is_supported_base(m)]
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
+
+
+def recorded_trainable(model: nn.Module) -> list[str] | None:
+    """The parameters outside the adapters that ``add_adapters`` made trainable, or ``None`` if never recorded."""
+    names = getattr(model, RECORD_ATTRIBUTE, None)
+    return None if names is None else list(names)
+
+
+def record_trainable(model: nn.Module, names: Iterable[str]) -> None:
+    """Set the record ``save_adapter`` uses: parameter names saved along with the adapters."""
+    # A plain list attribute: not a parameter or buffer, so state_dict and save_pretrained ignore it.
+    object.__setattr__(model, RECORD_ATTRIBUTE, sorted(set(names)))
+
+
+def _find_targets(model: nn.Module, target_modules, existing: dict) -> list[tuple[str, nn.Module]]:
+    targets = [(n, m) for n, m in model.named_modules() if n and name_matches(n, target_modules)]
+    # Modules inside an existing adapter (its base_layer) are not new targets.
+    targets = [(n, m) for n, m in targets if not any(n.startswith(e + ".") for e in existing)]
+    if not targets:
+        raise ValueError(
+            f"target_modules={target_modules!r} matches no module. The model's linear modules are: "
+            f"{_supported_names(model)}"
+        )
+    for name, module in targets:
+        if isinstance(module, AdapterLinear):
+            raise ValueError(
+                f"Module {name!r} already has a {module.method} adapter. add_adapters wraps a model once: "
+                "start again from a fresh base model, or use load_adapter to replace the adapter's weights."
+            )
+        if not is_supported_base(module):
+            kind = type(module).__name__
+            article = "an" if kind[:1].upper() in "AEIOU" else "a"
+            inside = [n for n in _supported_names(model) if n.startswith(name + ".")][:4]
+            hint = f"Name the linear layers inside it instead, e.g. {inside}." if inside else ""
+            raise TypeError(
+                f"target_modules={target_modules!r} matches {name!r}, which is {article} {kind}: adapters wrap "
+                f"{' or '.join(SUPPORTED_BASE_LAYERS)}. {hint}".rstrip()
+            )
+    return targets
+
+
+def _check_layer_kwargs(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
+    """A ``ValueError`` saying what to pass when a setting is missing or unknown (not a raw ``TypeError``)."""
+    spec = get_method(method)
+    settings = [p for p in inspect.signature(spec.layer_class.__init__).parameters if p not in ("self", "base_layer")]
+    settings.remove("name")
+    unknown = sorted(set(layer_kwargs) - set(settings))
+    if unknown:
+        raise ValueError(
+            f"add_adapters(method={method!r}) got {unknown}, which {spec.layer_class.__name__} does not take; "
+            f"its settings are {settings}."
+        )
+    if spec.size_argument not in layer_kwargs:
+        shapes = [base_features(module) for _, module in targets]
+        raise ValueError(
+            f"add_adapters(method={method!r}) needs {spec.size_argument}=..., the size of each adapter. "
+            + spec.size_advice(shapes)
+        )
+
+
+def _find_trainable(model: nn.Module, trainable_modules) -> list[tuple[str, nn.Module]]:
+    if not trainable_modules:
+        return []
+    found = [(n, m) for n, m in model.named_modules() if n and name_matches(n, trainable_modules)]
+    if found:
+        return found
+    names = [n for n, _ in model.named_modules() if n]
+    last_parts = sorted({n.rpartition(".")[2] for n in names})
+    wanted = [trainable_modules] if isinstance(trainable_modules, str) else list(trainable_modules)
+    close = sorted({c for w in wanted for c in difflib.get_close_matches(w, last_parts + names, n=3, cutoff=0.6)})
+    did_you_mean = f" Did you mean {close}?" if close else ""
+    raise ValueError(
+        f"trainable_modules={trainable_modules!r} matches no module.{did_you_mean} Names end with one of: "
+        f"{last_parts[:40]}{' ...' if len(last_parts) > 40 else ''} (a list entry matches a name's last parts; "
+        "a string is a regular expression for the whole name)."
+    )
 
 
 def add_adapters(
@@ -45,55 +130,72 @@ def add_adapters(
     trainable_modules: str | Iterable[str] = (),
     **layer_kwargs,
 ) -> nn.Module:
-    """Wrap the ``nn.Linear`` modules named by ``target_modules`` with adapters, in place.
+    """Wrap the linear layers named by ``target_modules`` with adapters, in place; returns ``model``.
 
-    Every other parameter is frozen, except those inside ``trainable_modules`` (matched the same way;
-    e.g. ``["classifier"]`` for a freshly initialised classification head). ``layer_kwargs`` go to the
-    adapter: ``block_size``, ``scale``, ``init_weights`` for ``"c3a"``; ``rank``, ``alpha``,
-    ``dropout`` for ``"lora"``. Returns ``model``.
+    Args:
+        model: any ``nn.Module``; its ``nn.Linear`` (or transformers ``Conv1D``, as in GPT-2) layers can
+            be adapted.
+        method: ``"c3a"`` or ``"lora"`` (the registry ``METHODS`` lists them).
+        target_modules: which modules to wrap. A *list* matches names by suffix, as in PEFT: ``"query"``
+            matches ``"encoder.layer.0.attention.self.query"`` (a name equal to an entry, or ending with
+            ``"." + entry``). A single *string* is a regular expression that must match the whole name,
+            e.g. ``r"encoder\\.layer\\.[0-5]\\.attention\\.self\\.(query|value)"``.
+        trainable_modules: modules trained along with the adapters, matched the same way, e.g.
+            ``["classifier"]`` for a freshly initialised classification head. Every other parameter is
+            frozen. They are recorded on the model, and ``save_adapter`` saves them with the adapters.
+        layer_kwargs: the adapter's settings. ``"c3a"``: ``block_size`` (required; it must divide every
+            targeted layer's in and out features, see ``valid_block_sizes`` and ``suggest_block_size``),
+            ``scale``, ``init_weights``. ``"lora"``: ``rank`` (required), ``alpha``, ``dropout``.
+
+    Learning rate (C3A): C3A's default ``scale = 1 / d_in`` divides the update, and with Adam, no weight
+    decay and the zero init, scale ``s`` at learning rate ``η`` trains exactly like scale ``1`` at
+    ``s · η``. So give C3A ``lr ≈ d_in × (a LoRA-like lr)`` (``lr=3.0`` at ``d_in = 384`` is an effective
+    ``≈ 7.8e-3``), or pass ``scale=1.0`` and use a LoRA-like lr. A typical transformers lr (1e-4) at the
+    default scale trains next to nothing. See ``C3ALinear``.
+
+    Everything is checked before anything changes: on an error the model is left as it was.
     """
-    cls = get_method(method).layer_class
+    spec = get_method(method)
     if not isinstance(target_modules, str):
         target_modules = list(target_modules)
         if not target_modules:
-            raise ValueError("target_modules is empty: name the nn.Linear modules to adapt, e.g. ['query', 'value'].")
+            raise ValueError("target_modules is empty: name the linear modules to adapt, e.g. ['query', 'value'].")
     existing = adapter_layers(model)
-    targets = [(n, m) for n, m in model.named_modules() if n and name_matches(n, target_modules)]
-    # Modules inside an existing adapter (its base_layer) are not new targets.
-    targets = [(n, m) for n, m in targets if not any(n.startswith(e + ".") for e in existing)]
-    if not targets:
-        raise ValueError(
-            f"target_modules={target_modules!r} matches no module. The model's nn.Linear modules are: "
-            f"{_linear_names(model)}"
-        )
-    for name, module in targets:
-        if isinstance(module, AdapterLinear):
-            raise ValueError(
-                f"Module {name!r} already has a {module.method} adapter. add_adapters wraps a model once: "
-                "start again from a fresh base model, or use load_adapter to replace the adapter's weights."
-            )
-        if not isinstance(module, nn.Linear):
-            raise TypeError(
-                f"target_modules={target_modules!r} matches {name!r}, which is a {type(module).__name__}, "
-                "not an nn.Linear. Name the linear layers inside it instead, e.g. "
-                f"{[n for n in _linear_names(model) if n.startswith(name + '.')][:4]}."
-            )
-    # Check and build everything before changing anything, so a bad argument leaves the model as it was.
-    trainable = []
-    if trainable_modules:
-        trainable = [m for n, m in model.named_modules() if n and name_matches(n, trainable_modules)]
-        if not trainable:
-            raise ValueError(f"trainable_modules={trainable_modules!r} matches no module.")
-    wrapped = {name: cls(module, name=name, **layer_kwargs) for name, module in targets}
+    targets = _find_targets(model, target_modules, existing)
+    _check_layer_kwargs(method, targets, layer_kwargs)
+    trainable = _find_trainable(model, trainable_modules)
+    # Build every adapter before changing anything, so a bad argument leaves the model as it was.
+    wrapped = {name: spec.layer_class(module, name=name, **layer_kwargs) for name, module in targets}
+    recorded = set(recorded_trainable(model) or ())
+    recorded_ids = {id(p) for n, p in model.named_parameters() if n in recorded}
     if not existing:
         # First call: freeze the base model. A later call (more adapters on the same model) keeps what
         # earlier calls made trainable; the new adapters freeze their own base layers.
         model.requires_grad_(False)
     for name, adapter in wrapped.items():
         _set_submodule(model, name, adapter)
-    for m in trainable:
-        m.requires_grad_(True)
+    for _, module in trainable:
+        module.requires_grad_(True)
+        recorded_ids.update(id(p) for p in module.parameters())
+    # By identity, so that a parameter renamed by this call's wrapping (x.weight -> x.base_layer.weight)
+    # keeps its place in the record.
+    adapter_names = adapter_layers(model)
+    record_trainable(
+        model,
+        (
+            n
+            for n, p in model.named_parameters()
+            if id(p) in recorded_ids and not _in_adapter_weights(n, adapter_names)
+        ),
+    )
     return model
+
+
+def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -> bool:
+    # An adapter's own weights (kernel, lora_A, ...) are saved as adapter weights, not through the record.
+    return any(
+        parameter_name.startswith(n + ".") and not parameter_name.startswith(n + ".base_layer.") for n in layers
+    )
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
@@ -111,11 +213,15 @@ def format_trainable_parameters(model: nn.Module) -> str:
 
 
 def print_trainable_parameters(model: nn.Module) -> None:
+    """Print how many parameters train, out of how many, as PEFT's method of the same name does.
+
+    ``trainable params: N || all params: M || trainable%: P``. "Trainable" means ``requires_grad``: the adapters plus whatever ``trainable_modules`` opened.
+    """
     print(format_trainable_parameters(model))
 
 
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Merge every adapter into its base weight."""
+    """Merge every adapter into its base weight (the wrappers stay; ``merge_and_unload`` removes them)."""
     for layer in adapter_layers(model).values():
         layer.merge()
     return model
@@ -126,3 +232,37 @@ def unmerge_adapters(model: nn.Module) -> nn.Module:
     for layer in adapter_layers(model).values():
         layer.unmerge()
     return model
+
+
+def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("The model has no adapters: there is nothing to unload.")
+    for name, layer in layers.items():
+        if merge and not layer.merged:
+            layer.merge()
+        if not merge and layer.merged:
+            layer.unmerge()
+        _set_submodule(model, name, layer.base_layer)
+    if recorded_trainable(model) is not None:
+        object.__delattr__(model, RECORD_ATTRIBUTE)
+    return model
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Merge every adapter into its base weight and put the base layers back; returns ``model``.
+
+    The result has the original module types (``nn.Linear``, ``Conv1D``) and parameter names, so a
+    transformers model's ``save_pretrained`` / ``from_pretrained`` round-trips it as a plain model.
+    The adapters are gone (save them first with ``save_adapter`` to keep them). As in PEFT, the base
+    layers stay frozen.
+    """
+    return _replace_adapters_by_base(model, merge=True)
+
+
+def unload(model: nn.Module) -> nn.Module:
+    """Remove every adapter *without* merging it (a merged one is unmerged first); returns ``model``.
+
+    Gives back the base model's modules, types and weights as they were before ``add_adapters``.
+    """
+    return _replace_adapters_by_base(model, merge=False)

@@ -1,19 +1,24 @@
 """Adapter layers: ``C3ALinear`` and, as the baseline, ``LoRALinear``. One interface for both.
 
-Both wrap a frozen ``nn.Linear`` (``base_layer``) and add a trainable update ``ΔW``::
+Both wrap a frozen linear map (``base_layer``) and add a trainable update ``ΔW``::
 
     y = base_layer(x) + x @ ΔWᵀ
 
 * C3A: ``ΔW = scale · block_circulant(kernel)``, applied with FFTs (``block_circulant_matmul``).
 * LoRA: ``ΔW = (alpha / r) · B A``, applied as two thin matmuls.
 
-``delta_weight()`` gives the dense ``ΔW``; ``merge()`` adds it into the base weight (zero overhead at
-inference), ``unmerge()`` takes it out again.
+``delta_weight()`` gives the dense ``ΔW`` (always ``d_out × d_in``); ``merge()`` adds it into the base
+weight (zero overhead at inference), ``unmerge()`` takes it out again.
+
+The base layer is an ``nn.Linear`` (weight ``d_out × d_in``, ``y = x Wᵀ + b``) or transformers'
+``Conv1D``, which GPT-2 builds its attention and MLP from (weight stored ``d_in × d_out``,
+``y = x W + b``). Only the weight's orientation differs: merging a ``Conv1D`` adds ``ΔWᵀ``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import torch
@@ -23,25 +28,60 @@ from .block_circulant import block_circulant, block_circulant_matmul
 from .counting import check_block_size, check_positive_int
 
 C3A_INITS = ("zeros", "gaussian", "xavier_uniform", "kaiming_uniform")
+SUPPORTED_BASE_LAYERS = ("nn.Linear", "transformers' Conv1D (GPT-2)")
 
 
-def _check_linear(cls: type, base_layer: nn.Module, name: str) -> None:
-    if not isinstance(base_layer, nn.Linear):
-        raise TypeError(f"{cls.__name__} wraps an nn.Linear, but {name} is a {type(base_layer).__name__}.")
+def _conv1d_class() -> type | None:
+    # transformers is optional and slow to import. A Conv1D instance can only exist once its module has
+    # been imported, so looking in sys.modules is enough to recognise one.
+    module = sys.modules.get("transformers.pytorch_utils")
+    return getattr(module, "Conv1D", None)
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """Whether ``module`` is transformers' ``Conv1D`` (weight stored ``d_in × d_out``)."""
+    conv1d = _conv1d_class()
+    return conv1d is not None and isinstance(module, conv1d)
+
+
+def is_supported_base(module: nn.Module) -> bool:
+    """Whether an adapter can wrap ``module``: an ``nn.Linear`` or transformers' ``Conv1D``."""
+    return isinstance(module, nn.Linear) or is_conv1d(module)
+
+
+def base_features(module: nn.Module) -> tuple[int, int]:
+    """``(d_in, d_out)`` of a supported base layer."""
+    if is_conv1d(module):
+        d_in, d_out = module.weight.shape
+        return int(d_in), int(d_out)
+    return module.in_features, module.out_features
+
+
+def check_supported_base(cls: type, base_layer: nn.Module, name: str) -> None:
+    """A ``TypeError`` naming the supported base layers when ``base_layer`` is not one of them."""
+    if not is_supported_base(base_layer):
+        article = "an" if type(base_layer).__name__[:1].upper() in "AEIOU" else "a"
+        raise TypeError(
+            f"{cls.__name__} wraps an nn.Linear or a transformers Conv1D, but {name} is {article} "
+            f"{type(base_layer).__name__}. Supported base layers: {', '.join(SUPPORTED_BASE_LAYERS)}."
+        )
 
 
 class AdapterLinear(nn.Module):
-    """What ``C3ALinear`` and ``LoRALinear`` share: a frozen base layer, merge and unmerge."""
+    """What ``C3ALinear`` and ``LoRALinear`` share: a frozen base layer, merge and unmerge.
+
+    ``fan_in_fan_out`` is ``True`` for a ``Conv1D`` base, whose weight is ``ΔW``'s transpose in shape.
+    """
 
     method: str = ""
 
-    def __init__(self, base_layer: nn.Linear, name: str = "the layer"):
+    def __init__(self, base_layer: nn.Module, name: str = "the layer"):
         # Subclasses validate their arguments before calling this, so a bad argument never touches the base.
         super().__init__()
         self.base_layer = base_layer
         self.base_layer.requires_grad_(False)
-        self.in_features = base_layer.in_features
-        self.out_features = base_layer.out_features
+        self.in_features, self.out_features = base_features(base_layer)
+        self.fan_in_fan_out = is_conv1d(base_layer)
         self.merged = False
 
     def _adapter_dtype(self) -> torch.dtype:
@@ -65,7 +105,7 @@ class AdapterLinear(nn.Module):
             warnings.warn("merge(): the adapter is already merged; nothing to do.", stacklevel=2)
             return
         weight = self.base_layer.weight
-        weight.add_(self.delta_weight().to(weight.dtype))
+        weight.add_(self._delta_as_weight().to(weight.dtype))
         self.merged = True
 
     @torch.no_grad()
@@ -75,8 +115,13 @@ class AdapterLinear(nn.Module):
             warnings.warn("unmerge(): the adapter is not merged; nothing to do.", stacklevel=2)
             return
         weight = self.base_layer.weight
-        weight.sub_(self.delta_weight().to(weight.dtype))
+        weight.sub_(self._delta_as_weight().to(weight.dtype))
         self.merged = False
+
+    def _delta_as_weight(self) -> torch.Tensor:
+        # ΔW in the base weight's layout: d_out × d_in for nn.Linear, d_in × d_out for Conv1D.
+        delta = self.delta_weight()
+        return delta.T if self.fan_in_fan_out else delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
@@ -86,32 +131,44 @@ class AdapterLinear(nn.Module):
 
 
 class C3ALinear(AdapterLinear):
-    """A frozen ``nn.Linear`` plus a block-circulant update: ``y = base(x) + scale · x @ C(w)ᵀ``.
+    """A frozen linear layer plus a block-circulant update: ``y = base(x) + scale · x @ C(w)ᵀ``.
+
+    ``C(w)`` is the ``d_out × d_in`` block-circulant matrix of the kernel ``w`` (``block_circulant``):
+    a grid of ``b × b`` blocks, block ``(i, j)`` being ``circulant(w[i, j])``, the circulant whose
+    first column is ``w[i, j]``. So ``ΔW = scale · C(w)``.
 
     Args:
-        base_layer: the ``nn.Linear`` to adapt (``d_out × d_in``); it is frozen.
+        base_layer: the layer to adapt, an ``nn.Linear`` (``d_out × d_in``) or transformers' ``Conv1D``;
+            it is frozen.
         block_size: ``b``, which must divide ``d_in`` and ``d_out``. The kernel ``w`` has shape
             ``(d_out // b, d_in // b, b)``: ``d_out · d_in / b`` trainable numbers.
         scale: multiplies ``ΔW``. Defaults to ``1 / d_in``, the reference implementation's choice.
             Block ``i`` of the output sums ``d_in / b`` circular convolutions of length ``b``, so the
             update grows with ``d_in``; dividing by ``d_in`` keeps it of order one whatever the layer
-            width, and keeps published learning rates for C3A (which are large, ~1e-1) valid here.
+            width.
         init_weights: ``"zeros"`` (default: the adapted model starts identical to the base),
             ``"gaussian"``, ``"xavier_uniform"`` or ``"kaiming_uniform"`` (fans of the full layer).
         name: used in error messages.
+
+    Learning rate: with Adam (or AdamW without weight decay) and the zero init, training with scale
+    ``s`` and learning rate ``η`` follows the same path as scale ``1`` with learning rate ``s · η``
+    (Adam's step does not depend on the gradient's size, up to its ``ε``; ``tests/c3a/test_layers.py``
+    checks it). So the default scale ``1 / d_in`` needs ``lr ≈ d_in × (the lr you would give LoRA)``:
+    ``lr=3.0`` at ``d_in = 384`` is an effective ``3.0 / 384 ≈ 7.8e-3``. To use an ordinary LoRA-like
+    learning rate instead, pass ``scale=1.0``; the result exports to PEFT all the same.
     """
 
     method = "c3a"
 
     def __init__(
         self,
-        base_layer: nn.Linear,
+        base_layer: nn.Module,
         block_size: int,
         scale: float | None = None,
         init_weights: str = "zeros",
         name: str = "the layer",
     ):
-        _check_linear(type(self), base_layer, name)
+        check_supported_base(type(self), base_layer, name)
         check_block_size(base_layer.in_features, base_layer.out_features, block_size, layer=name)
         if init_weights not in C3A_INITS:
             raise ValueError(f"init_weights={init_weights!r} is not one of {C3A_INITS}.")
@@ -155,17 +212,17 @@ class C3ALinear(AdapterLinear):
         return block_circulant_matmul(x, self.kernel, scale=self.scale)
 
     def adapter_config(self) -> dict:
-        return {"method": "c3a", "block_size": self.block_size, "scale": self.scale}
+        return {"method": self.method, "block_size": self.block_size, "scale": self.scale}
 
     def extra_repr(self) -> str:
         return f"block_size={self.block_size}, scale={self.scale:.3g}, merged={self.merged}"
 
 
 class LoRALinear(AdapterLinear):
-    """A frozen ``nn.Linear`` plus a low-rank update: ``y = base(x) + (alpha / r) · x Aᵀ Bᵀ``.
+    """A frozen linear layer plus a low-rank update: ``y = base(x) + (alpha / r) · x Aᵀ Bᵀ``.
 
     Args:
-        base_layer: the ``nn.Linear`` to adapt; it is frozen.
+        base_layer: the layer to adapt, an ``nn.Linear`` or transformers' ``Conv1D``; it is frozen.
         rank: ``r``; ``A`` is ``r × d_in`` (Kaiming-uniform init, as in PEFT), ``B`` is ``d_out × r``
             (zeros, so the adapted model starts identical to the base).
         alpha: ``ΔW`` is scaled by ``alpha / r``. Defaults to ``r`` (scale 1).
@@ -177,13 +234,13 @@ class LoRALinear(AdapterLinear):
 
     def __init__(
         self,
-        base_layer: nn.Linear,
+        base_layer: nn.Module,
         rank: int,
         alpha: float | None = None,
         dropout: float = 0.0,
         name: str = "the layer",
     ):
-        _check_linear(type(self), base_layer, name)
+        check_supported_base(type(self), base_layer, name)
         check_positive_int(rank=rank)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
@@ -206,7 +263,7 @@ class LoRALinear(AdapterLinear):
         return self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
 
     def adapter_config(self) -> dict:
-        return {"method": "lora", "rank": self.rank, "alpha": self.alpha, "dropout": self.dropout_p}
+        return {"method": self.method, "rank": self.rank, "alpha": self.alpha, "dropout": self.dropout_p}
 
     @property
     def dropout_p(self) -> float:

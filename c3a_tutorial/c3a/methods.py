@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .counting import c3a_max_rank, c3a_parameter_count, lora_max_rank, lora_parameter_count
+from .counting import (
+    c3a_max_rank,
+    c3a_parameter_count,
+    lora_max_rank,
+    lora_parameter_count,
+    suggest_block_size,
+    valid_block_sizes,
+)
 from .layers import AdapterLinear, C3ALinear, LoRALinear
 
 
@@ -26,10 +33,30 @@ class AdapterMethod:
     max_rank: Callable[[int, int, int], int]  # (d_out, d_in, size) -> largest rank of ΔW
     weight_names: tuple[str, ...]  # the adapter's own parameters, as saved in a file
     peft_type: str  # PEFT's name for the method ("C3A", "LORA")
+    size_advice: Callable[[list[tuple[int, int]]], str]  # [(d_in, d_out), ...] -> which sizes fit, and one to try
 
     def setting(self, size: int) -> str:
         """``"b=24"`` or ``"r=8"``: how tables and plots label one budget."""
         return f"{self.symbol}={size}"
+
+
+def _c3a_size_advice(shapes: list[tuple[int, int]]) -> str:
+    """The block sizes that divide every layer in ``shapes``, and the one ``suggest_block_size`` picks."""
+    common = set(valid_block_sizes(*shapes[0]))
+    for d_in, d_out in shapes[1:]:
+        common &= set(valid_block_sizes(d_in, d_out))
+    d_in, d_out = shapes[0]
+    suggested = suggest_block_size(d_in, d_out, lora_rank=8)
+    return (
+        f"block_size=b must divide the in and out features of every targeted layer; valid here: {sorted(common)}. "
+        f"suggest_block_size({d_in}, {d_out}, lora_rank=8) = {suggested} gives about the parameters of a "
+        "rank-8 LoRA (see also valid_block_sizes)."
+    )
+
+
+def _lora_size_advice(shapes: list[tuple[int, int]]) -> str:
+    largest = min(min(shape) for shape in shapes)
+    return f"rank=r is a positive integer, at most {largest} for these layers; 8 or 16 are common choices."
 
 
 METHODS: dict[str, AdapterMethod] = {
@@ -42,6 +69,7 @@ METHODS: dict[str, AdapterMethod] = {
         max_rank=c3a_max_rank,
         weight_names=("kernel",),
         peft_type="C3A",
+        size_advice=_c3a_size_advice,
     ),
     "lora": AdapterMethod(
         name="lora",
@@ -52,6 +80,7 @@ METHODS: dict[str, AdapterMethod] = {
         max_rank=lora_max_rank,
         weight_names=("lora_A", "lora_B"),
         peft_type="LORA",
+        size_advice=_lora_size_advice,
     ),
 }
 
@@ -61,3 +90,13 @@ def get_method(name: str) -> AdapterMethod:
     if name not in METHODS:
         raise ValueError(f"method={name!r} is not an adapter method; choose one of {sorted(METHODS)}.")
     return METHODS[name]
+
+
+def method_for_peft_type(peft_type: str) -> AdapterMethod:
+    """The registered method PEFT calls ``peft_type`` (``"C3A"``, ``"LORA"``, or ``"PeftType.LORA"``)."""
+    wanted = str(peft_type).upper().rsplit(".", 1)[-1]
+    for method in METHODS.values():
+        if method.peft_type == wanted:
+            return method
+    known = sorted(m.peft_type for m in METHODS.values())
+    raise ValueError(f"This package reads PEFT adapters of type {known}; this one is {wanted!r}.")
