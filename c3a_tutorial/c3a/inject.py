@@ -179,23 +179,16 @@ def add_adapters(
         recorded_ids.update(id(p) for p in module.parameters())
     # By identity, so that a parameter renamed by this call's wrapping (x.weight -> x.base_layer.weight)
     # keeps its place in the record.
-    adapter_names = adapter_layers(model)
-    record_trainable(
-        model,
-        (
-            n
-            for n, p in model.named_parameters()
-            if id(p) in recorded_ids and not _in_adapter_weights(n, adapter_names)
-        ),
-    )
+    layers = adapter_layers(model)
+    kept = [n for n, p in model.named_parameters() if id(p) in recorded_ids and not _in_adapter_weights(n, layers)]
+    record_trainable(model, kept)
     return model
 
 
 def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -> bool:
     # An adapter's own weights (kernel, lora_A, ...) are saved as adapter weights, not through the record.
-    return any(
-        parameter_name.startswith(n + ".") and not parameter_name.startswith(n + ".base_layer.") for n in layers
-    )
+    name = parameter_name
+    return any(name.startswith(n + ".") and not name.startswith(n + ".base_layer.") for n in layers)
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
@@ -215,7 +208,8 @@ def format_trainable_parameters(model: nn.Module) -> str:
 def print_trainable_parameters(model: nn.Module) -> None:
     """Print how many parameters train, out of how many, as PEFT's method of the same name does.
 
-    ``trainable params: N || all params: M || trainable%: P``. "Trainable" means ``requires_grad``: the adapters plus whatever ``trainable_modules`` opened.
+    ``trainable params: N || all params: M || trainable%: P``. "Trainable" means ``requires_grad``: the
+    adapters plus whatever ``trainable_modules`` opened.
     """
     print(format_trainable_parameters(model))
 
