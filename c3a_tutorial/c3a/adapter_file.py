@@ -2,42 +2,79 @@
 ``add_adapters`` made trainable (e.g. a classification head), keyed by their names in the model, and
 metadata that says how to rebuild the adapters: method, per-layer settings and shapes.
 
+What is saved besides the adapters is what ``add_adapters`` *recorded* as trainable (``trainable_modules``),
+not whatever has ``requires_grad`` at the time: a head frozen for inference is still saved. The record
+is written into the file's metadata, and ``load_adapter`` restores it.
+
 ``*.safetensors`` paths are written with safetensors (metadata in its header), anything else with
-``torch.save``.
+``torch.save``. A save writes a temporary file next to the target and moves it into place with
+``os.replace``, so an interrupted save leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import uuid
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .inject import adapter_layers, add_adapters
+from .inject import adapter_layers, add_adapters, record_trainable, recorded_trainable
+from .layers import base_features, is_supported_base
 from .methods import get_method
 
 FORMAT_NAME = "c3a_tutorial.adapter"
 FORMAT_VERSION = 1
+_NOT_SETTINGS = ("method", "in_features", "out_features")  # per-layer metadata that is not a layer argument
+
+
+def _adapter_weight_names(model: nn.Module) -> list[str]:
+    """The adapters' own parameters (``….kernel``, ``….lora_A``, …), as the registry names them."""
+    return [
+        f"{name}.{weight}"
+        for name, layer in adapter_layers(model).items()
+        for weight in get_method(layer.method).weight_names
+    ]
+
+
+def _saved_trainable_names(model: nn.Module) -> list[str]:
+    """The parameters outside the adapters that a save includes: the record, else (never recorded) requires_grad."""
+    record = recorded_trainable(model)
+    if record is not None:
+        return record
+    layers = adapter_layers(model)
+    return [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and not any(n.startswith(a + ".") and not n.startswith(a + ".base_layer.") for a in layers)
+    ]
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter weights and every other trainable parameter, keyed by parameter name."""
-    layers = adapter_layers(model)
-    if not layers:
+    """The adapter weights and the parameters ``add_adapters`` made trainable, keyed by parameter name.
+
+    Independent of the current ``requires_grad``: freezing everything for inference saves the same.
+    """
+    if not adapter_layers(model):
         raise ValueError("The model has no adapters: call add_adapters first.")
-    state = {}
-    for name, param in model.named_parameters():
-        in_adapter = any(name.startswith(n + ".") and not name.startswith(n + ".base_layer.") for n in layers)
-        if in_adapter or param.requires_grad:
-            state[name] = param.detach().clone().contiguous()
-    return state
+    params = dict(model.named_parameters())
+    names = _adapter_weight_names(model) + _saved_trainable_names(model)
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(
+            f"The model no longer has {missing}, which add_adapters recorded as trainable. Was a module replaced "
+            "after add_adapters? Add adapters to the model as it is now."
+        )
+    return {name: params[name].detach().clone().contiguous() for name in names}
 
 
 def adapter_metadata(model: nn.Module) -> dict:
-    """What ``load_adapter`` needs to rebuild and check the adapters."""
+    """What ``load_adapter`` needs to rebuild and check the adapters, and the record of trainable parameters."""
     layers = adapter_layers(model)
     methods = sorted({layer.method for layer in layers.values()})
     return {
@@ -49,24 +86,53 @@ def adapter_metadata(model: nn.Module) -> dict:
             name: {**layer.adapter_config(), "in_features": layer.in_features, "out_features": layer.out_features}
             for name, layer in sorted(layers.items())
         },
+        "trainable": _saved_trainable_names(model),
     }
 
 
+def _write_safetensors(path: str, state: dict[str, torch.Tensor], metadata: dict) -> None:
+    save_file(state, path, metadata={"c3a_tutorial": json.dumps(metadata)})
+
+
+def _write_torch(path: str, state: dict[str, torch.Tensor], metadata: dict) -> None:
+    torch.save({"metadata": metadata, "state_dict": state}, path)
+
+
+def _write_atomically(path: str, write, *args) -> None:
+    """``write(temporary_path, *args)`` next to ``path``, then ``os.replace`` it into place."""
+    temporary = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # same folder: os.replace stays atomic
+    try:
+        write(temporary, *args)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
 def save_adapter(model: nn.Module, path: str | os.PathLike) -> None:
-    """Save ``adapter_state_dict(model)`` and its metadata: safetensors for ``*.safetensors``, else torch."""
+    """Save ``adapter_state_dict(model)`` and its metadata: safetensors for ``*.safetensors``, else torch.
+
+    The file appears complete or not at all: an interrupted save leaves the previous file intact.
+    """
     for name, layer in adapter_layers(model).items():
         if layer.merged:
             raise ValueError(f"Adapter {name!r} is merged: call unmerge_adapters(model) before saving.")
-    state = adapter_state_dict(model)
-    metadata = adapter_metadata(model)
     path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        save_file({k: v.cpu() for k, v in state.items()}, path, metadata={"c3a_tutorial": json.dumps(metadata)})
-    else:
-        torch.save({"metadata": metadata, "state_dict": {k: v.cpu() for k, v in state.items()}}, path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory: give save_adapter a file name, e.g. 'adapter.safetensors'.")
+    state = {k: v.cpu() for k, v in adapter_state_dict(model).items()}
+    writer = _write_safetensors if path.endswith(".safetensors") else _write_torch
+    _write_atomically(path, writer, state, adapter_metadata(model))
 
 
 def _read_adapter_file(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "adapter_config.json")):
+            raise ValueError(
+                f"{path!r} is a PEFT adapter directory (it has adapter_config.json): read it with "
+                "import_from_peft(directory, model=base_model), not load_adapter."
+            )
+        raise ValueError(f"{path!r} is a directory: load_adapter reads one file written by save_adapter.")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No adapter file at {path!r}.")
     try:
@@ -87,73 +153,99 @@ def _read_adapter_file(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return metadata, state
 
 
-def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = True) -> nn.Module:
-    """Load an adapter saved by ``save_adapter`` into ``model``; returns ``model``.
+def _layer_settings(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _NOT_SETTINGS}
 
-    If ``model`` has no adapters yet, they are added first, as the file describes (so a fresh base
-    model is enough). If it has, they must match the file. Everything is checked before anything is
-    changed: on any error the model is left as it was.
-    """
-    metadata, state = _read_adapter_file(os.fspath(path))
+
+def _check_existing_adapter(name: str, layer, cfg: dict) -> None:
+    if layer.method != cfg["method"]:
+        raise ValueError(f"Module {name!r} has a {layer.method} adapter but the file holds {cfg['method']}.")
+    if layer.merged:
+        raise ValueError(f"Adapter {name!r} is merged: call unmerge_adapters(model) before loading.")
+    for key, value in layer.adapter_config().items():
+        if key in cfg and cfg[key] != value:
+            raise ValueError(
+                f"Module {name!r}: the model's adapter has {key}={value!r} but the file has "
+                f"{key}={cfg[key]!r}. Load into a fresh base model, or add adapters with the same settings."
+            )
+
+
+def _check_layers(model: nn.Module, described: dict[str, dict]) -> None:
+    """Every adapter the file describes fits the model: same method, settings and layer shape."""
     layers = adapter_layers(model)
     modules = dict(model.named_modules())
-    for name, cfg in metadata["layers"].items():
-        shape = (cfg["out_features"], cfg["in_features"])
+    for name, cfg in described.items():
         if name in layers:
-            layer = layers[name]
-            if layer.method != cfg["method"]:
-                raise ValueError(f"Module {name!r} has a {layer.method} adapter but the file holds {cfg['method']}.")
-            if layer.merged:
-                raise ValueError(f"Adapter {name!r} is merged: call unmerge_adapters(model) before loading.")
-            have = (layer.out_features, layer.in_features)
-            for key, value in layer.adapter_config().items():
-                if key in cfg and cfg[key] != value:
-                    raise ValueError(
-                        f"Module {name!r}: the model's adapter has {key}={value!r} but the file has "
-                        f"{key}={cfg[key]!r}. Load into a fresh base model, or add adapters with the same settings."
-                    )
-        elif name in modules and isinstance(modules[name], nn.Linear):
+            _check_existing_adapter(name, layers[name], cfg)
+            have = (layers[name].out_features, layers[name].in_features)
+        elif name in modules and is_supported_base(modules[name]):
             if layers:
                 raise ValueError(f"The file has an adapter for {name!r} but the model's adapters do not include it.")
-            have = (modules[name].out_features, modules[name].in_features)
+            have = tuple(reversed(base_features(modules[name])))
         else:
-            raise ValueError(f"The file has an adapter for {name!r}, which is not an nn.Linear in this model.")
-        if have != shape:
+            raise ValueError(f"The file has an adapter for {name!r}, which is not a linear layer in this model.")
+        want = (cfg["out_features"], cfg["in_features"])
+        if have != want:
             raise ValueError(
-                f"Module {name!r} is {have[0]}x{have[1]} (out x in) in this model but {shape[0]}x{shape[1]} "
+                f"Module {name!r} is {have[0]}x{have[1]} (out x in) in this model but {want[0]}x{want[1]} "
                 "in the adapter file: it was trained for a different model."
             )
-    if layers and set(layers) != set(metadata["layers"]):
-        missing = sorted(set(layers) - set(metadata["layers"]))
-        raise ValueError(f"The model has adapters the file does not: {missing}.")
+    if layers and set(layers) != set(described):
+        raise ValueError(f"The model has adapters the file does not: {sorted(set(layers) - set(described))}.")
 
-    # Check every tensor's name and shape against what the model will hold, still without changing it.
-    if layers:
-        target = dict(model.named_parameters())
-    else:
-        preview = {}
-        for name, cfg in metadata["layers"].items():
-            cls = get_method(cfg["method"]).layer_class
-            kwargs = {k: v for k, v in cfg.items() if k not in ("method", "in_features", "out_features")}
-            probe = cls(nn.Linear(cfg["in_features"], cfg["out_features"], device="meta"), **kwargs)
-            preview.update({f"{name}.{k}": p for k, p in probe.named_parameters()})
-        target = {**dict(model.named_parameters()), **preview}
+
+def _parameters_after_load(model: nn.Module, described: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """The model's parameters by name as they will be once the file's adapters are in (nothing is changed)."""
+    target = dict(model.named_parameters())
+    if adapter_layers(model):
+        return target
+    for name, cfg in described.items():
+        base = model.get_submodule(name)
+        # A stand-in on the meta device: the adapter's parameter names and shapes, no memory, no change.
+        probe_base = nn.Linear(cfg["in_features"], cfg["out_features"], device="meta")
+        probe = get_method(cfg["method"]).layer_class(probe_base, **_layer_settings(cfg))
+        target.update({f"{name}.{k}": p for k, p in probe.named_parameters() if not k.startswith("base_layer.")})
+        for k, p in base.named_parameters():
+            target[f"{name}.base_layer.{k}"] = target.pop(f"{name}.{k}", p)
+    return target
+
+
+def _check_tensors(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> None:
     for key, tensor in state.items():
         if key not in target:
             raise ValueError(f"The adapter file holds {key!r}, which this model does not have.")
         if tuple(target[key].shape) != tuple(tensor.shape):
             raise ValueError(
-                f"{key!r} has shape {tuple(tensor.shape)} in the file but {tuple(target[key].shape)} in the model."
+                f"{key!r} has shape {tuple(tensor.shape)} in the file but {tuple(target[key].shape)} in the "
+                "model: the file was saved from a different model (e.g. a head with another number of labels). "
+                "The model was not changed."
             )
 
-    if not layers:
-        for name, cfg in metadata["layers"].items():
-            kwargs = {k: v for k, v in cfg.items() if k not in ("method", "in_features", "out_features")}
-            add_adapters(model, method=cfg["method"], target_modules=[name], **kwargs)
-        # add_adapters froze the rest: re-open what the file says was trainable.
+
+def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = True) -> nn.Module:
+    """Load an adapter saved by ``save_adapter`` into ``model``; returns ``model``.
+
+    If ``model`` has no adapters yet, they are added first, as the file describes (so a fresh base
+    model is enough). If it has, they must match the file. Every tensor's name and shape is checked
+    before anything is changed: on any error the model is left as it was. ``trainable`` sets
+    ``requires_grad`` of everything loaded (``False`` for inference); what a later ``save_adapter``
+    saves does not depend on it. A PEFT adapter directory is read by ``import_from_peft`` instead.
+    """
+    metadata, state = _read_adapter_file(os.fspath(path))
+    described = metadata["layers"]
+    _check_layers(model, described)
+    _check_tensors(state, _parameters_after_load(model, described))
+
+    if not adapter_layers(model):
+        for name, cfg in described.items():
+            add_adapters(model, method=cfg["method"], target_modules=re.escape(name), **_layer_settings(cfg))
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, tensor in state.items():
             params[key].copy_(tensor.to(params[key].dtype))
             params[key].requires_grad_(trainable)
+    adapter_weights = set(_adapter_weight_names(model))
+    saved = metadata.get("trainable")  # files from before the record: every saved non-adapter tensor
+    saved = [k for k in state if k not in adapter_weights] if saved is None else saved
+    record_trainable(model, (recorded_trainable(model) or []) + list(saved))
     return model
