@@ -1,0 +1,362 @@
+"""One fine-tuning run: a ``FinetuneConfig`` (``experiments.config``) in, a trained model and a
+JSON-able record (``experiments.record``) out.
+
+A run has four parts, one function each:
+
+* **set-up** (``set_up``): the data splits, the model (``build_model``: adapters from the method
+  registry, or every weight trainable for ``"full"``), AdamW with two learning rates, a linear
+  warm-up/decay schedule, the loaders, DDP under ``torchrun``, and the precision;
+* **step** (``train_step``): one optimizer step; ``train`` runs the steps, epoch by epoch;
+* **evaluate** (``evaluate``): loss and accuracy on the validation split after every epoch, on the
+  test split at the end;
+* **record** (``record.make_record``): method, accuracy, loss curve, trainable parameters, peak
+  memory, time per step, device, seed and versions.
+
+Two learning rates: ``lr`` for the adapter (every parameter but the head for ``"full"``) and
+``head_lr`` for the freshly initialised classifier. C3A needs a far larger adapter lr than LoRA
+because its ``ΔW`` is scaled by ``1/d_in`` (see ``C3ALinear``); ``DEFAULT_LR`` holds what our lr
+sweep chose (``data/results/lr_sweep.json``).
+
+Devices: CUDA → MPS → CPU (``pick_device``), ``device`` to override. On CUDA the forward runs under
+autocast (bf16 where supported, else fp16 with a gradient scaler); the C3A FFTs stay in float32.
+Under ``torchrun`` every process trains on its share of each batch through DDP; only rank 0 shows
+progress. Nothing here touches CUDA at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ..c3a.inject import add_adapters, trainable_parameters
+from .backbone import load_classifier
+from .config import FULL, FinetuneConfig, validate_config
+from .data import TextDataset, load_dataset
+from .device import pick_device
+from .measure import PeakMemory
+from .record import TrainingLog, make_record
+
+MAX_GRAD_NORM = 1.0  # gradients are clipped to this norm before every step
+
+# --------------------------------------------------------------------------------------------------
+# The model
+
+
+def build_model(config: FinetuneConfig, num_labels: int):
+    """``(model, tokenizer)``: the pretrained encoder with a fresh head, adapted as ``config`` says."""
+    model, tokenizer = load_classifier(config.model, num_labels=num_labels, seed=config.seed)
+    if config.method == FULL:
+        model.requires_grad_(True)
+    else:
+        add_adapters(
+            model, config.method, config.target_modules, trainable_modules=["classifier"], **config.adapter_size()
+        )
+    return model, tokenizer
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float) -> list[dict]:
+    """Two AdamW groups: the classifier head at ``head_lr``, every other trainable parameter at ``lr``."""
+    head, body = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (head if name.startswith("classifier.") or ".classifier." in name else body).append(param)
+    return [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": head_lr}) if g["params"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Where it runs: processes (torchrun sets WORLD_SIZE, RANK, LOCAL_RANK) and precision
+
+
+def distributed_setup(device: str | None):
+    """``(rank, world_size, device)``; starts the process group when launched by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, pick_device(device)
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    chosen = pick_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if chosen.type == "cuda":
+        chosen = torch.device("cuda", local_rank)
+        torch.cuda.set_device(chosen)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, chosen
+
+
+def mixed_precision(device: torch.device):
+    """``(autocast, scaler, precision)``: bf16 autocast where supported, fp16 + GradScaler on older GPUs,
+    else nothing (float32)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext, None, "float32"
+    if torch.cuda.is_bf16_supported():
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None, "bf16 autocast"
+    scaler = torch.amp.GradScaler("cuda")
+    return (lambda: torch.autocast("cuda", dtype=torch.float16)), scaler, "fp16 autocast + GradScaler"
+
+
+# --------------------------------------------------------------------------------------------------
+# Set-up
+
+
+def batches(examples, tokenizer, config: FinetuneConfig, sampler=None, shuffle=False, generator=None):
+    """A ``DataLoader`` of tokenized ``(text, label)`` examples, padded per batch."""
+
+    def collate(batch):
+        texts, labels = zip(*batch, strict=True)
+        encoded = tokenizer(
+            list(texts), padding=True, truncation=True, max_length=config.max_length, return_tensors="pt"
+        )
+        encoded["labels"] = torch.tensor(labels)
+        return encoded
+
+    return torch.utils.data.DataLoader(
+        examples,
+        batch_size=config.batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=generator,
+    )
+
+
+def warmup_then_decay(optimizer, total_steps: int, warmup_fraction: float):
+    """Linear warm-up over ``warmup_fraction`` of the steps, then linear decay to zero."""
+    warmup = int(warmup_fraction * total_steps)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Run:
+    """What ``set_up`` builds and the step, the loop and the record use."""
+
+    config: FinetuneConfig
+    data: TextDataset
+    train_set: list
+    test_set: list
+    rank: int
+    world_size: int
+    device: torch.device
+    model: torch.nn.Module  # what trains: the DDP wrapper under torchrun
+    plain_model: torch.nn.Module  # the model itself
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    autocast: Callable
+    scaler: torch.amp.GradScaler | None
+    precision: str
+    sampler: torch.utils.data.Sampler | None
+    loaders: dict[str, torch.utils.data.DataLoader]  # "train", "validation", "test"
+    total_steps: int
+    trainable: int
+    total: int
+
+
+def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
+    """Processes, seed, data, model, optimizer, schedule, loaders and precision, in this order.
+
+    The order is part of the result: it fixes what the seeded random generators produce.
+    """
+    rank, world_size, device = distributed_setup(config.device)
+    torch.manual_seed(config.seed)
+    data = load_dataset(config.dataset, seed=config.seed) if data is None else data
+    train_set = data.train[: config.train_size] if config.train_size else data.train
+    val_set = data.validation[: config.eval_size] if config.eval_size else data.validation
+    test_set = data.test[: config.eval_size] if config.eval_size else data.test
+
+    model, tokenizer = build_model(config, data.num_labels)
+    model.to(device)
+    model.train()
+    trainable, total = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config.resolved_lr(), config.resolved_head_lr()), weight_decay=0.0
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    plain_model, sampler = model, None
+    if world_size > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed
+        )
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loaders = {
+        "train": batches(train_set, tokenizer, config, sampler=sampler, shuffle=True, generator=generator),
+        "validation": batches(val_set, tokenizer, config),
+        "test": batches(test_set, tokenizer, config),
+    }
+    total_steps = len(loaders["train"]) * config.epochs
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = warmup_then_decay(optimizer, total_steps, config.warmup_fraction)
+    autocast, scaler, precision = mixed_precision(device)
+    return Run(
+        config, data, train_set, test_set, rank, world_size, device, model, plain_model, tokenizer, optimizer,
+        scheduler, autocast, scaler, precision, sampler, loaders, total_steps, trainable, total,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Step and evaluation
+
+
+def train_step(run: Run, batch: dict) -> float:
+    """One optimizer step on ``batch``; returns its loss, averaged over the processes under DDP."""
+    batch = {k: v.to(run.device) for k, v in batch.items()}
+    with run.autocast():
+        loss = run.model(**batch).loss
+    run.optimizer.zero_grad(set_to_none=True)
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        run.optimizer.step()
+    run.scheduler.step()
+    loss_value = loss.detach().float()
+    if run.world_size > 1:  # the curve shows the loss over the whole global batch
+        torch.distributed.all_reduce(loss_value)
+        loss_value /= run.world_size
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    return loss_value.item()
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, autocast=contextlib.nullcontext) -> dict[str, float]:
+    """Mean loss and accuracy over ``loader``."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast():
+            out = model(**batch)
+        total_loss += out.loss.float().item() * len(batch["labels"])
+        correct += (out.logits.argmax(-1) == batch["labels"]).sum().item()
+        count += len(batch["labels"])
+    model.train(was_training)
+    return {"loss": total_loss / count, "accuracy": correct / count}
+
+
+def predict(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 32) -> torch.Tensor:
+    """Logits of ``model`` for ``texts`` (eval mode, no gradients), on the model's device."""
+    device = next(model.parameters()).device
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            encoded = tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
+            outputs.append(model(**encoded).logits.float())
+    return torch.cat(outputs)
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(run: Run) -> TrainingLog:
+    """Train for ``config.epochs`` epochs (or ``max_steps`` steps), evaluating after each epoch."""
+    log, show = TrainingLog(), run.config.progress and run.rank == 0
+    start = time.perf_counter()
+    bar = tqdm(total=run.total_steps, desc=run.config.method, disable=not show)
+    with PeakMemory(run.device) as memory:
+        for epoch in range(run.config.epochs):
+            if run.sampler is not None:
+                run.sampler.set_epoch(epoch)
+            for batch in run.loaders["train"]:
+                if log.steps >= run.total_steps:
+                    break
+                t0 = time.perf_counter()
+                loss = train_step(run, batch)
+                log.step_times.append(time.perf_counter() - t0)
+                log.losses.append(round(loss, 5))
+                bar.update(1)
+                bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
+            # Every process evaluates the whole validation split (identical numbers, no gathering needed).
+            metrics = evaluate(run.plain_model, run.loaders["validation"], run.device, run.autocast)
+            log.history.append(
+                {
+                    "epoch": epoch + 1,
+                    "step": log.steps,
+                    "val_loss": metrics["loss"],
+                    "val_accuracy": metrics["accuracy"],
+                }
+            )
+            if show:
+                bar.write(f"epoch {epoch + 1}: val loss {metrics['loss']:.4f}, val accuracy {metrics['accuracy']:.4f}")
+            if log.steps >= run.total_steps:
+                break
+    bar.close()
+    log.wall_s = time.perf_counter() - start
+    log.peak_memory_bytes, log.peak_memory_kind = memory.peak_bytes, memory.kind
+    return log
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes in sync
+
+
+def _checksum(model) -> float:
+    return float(sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad))
+
+
+def rank_checksums(run: Run) -> list[float]:
+    """The sum of each process's trainable parameters: equal sums mean DDP kept the replicas identical."""
+    checksums = [_checksum(run.plain_model)]
+    if run.world_size > 1:
+        gathered = [None] * run.world_size
+        torch.distributed.all_gather_object(gathered, checksums[0])
+        checksums = gathered
+    return checksums
+
+
+# --------------------------------------------------------------------------------------------------
+# One run
+
+
+@dataclass
+class FinetuneResult:
+    """What ``finetune`` returns: the JSON record, the trained model and what it was trained with."""
+
+    record: dict
+    model: torch.nn.Module
+    tokenizer: object
+    data: TextDataset
+
+
+def finetune(config: FinetuneConfig | None = None, data: TextDataset | None = None, **overrides) -> FinetuneResult:
+    """Run one fine-tuning as ``config`` says, with ``overrides`` replacing its fields (or the defaults').
+
+    ``data`` is the ``TextDataset`` to use (default: ``load_dataset(config.dataset)``). Under ``torchrun``
+    every rank returns the same record.
+    """
+    config = FinetuneConfig(**overrides) if config is None else replace(config, **overrides)
+    validate_config(config)
+    run = set_up(config, data)
+    log = train(run)
+    test_metrics = evaluate(run.plain_model, run.loaders["test"], run.device, run.autocast)
+    record = make_record(run, log, test_metrics, rank_checksums(run))
+    return FinetuneResult(record, run.plain_model, run.tokenizer, run.data)
