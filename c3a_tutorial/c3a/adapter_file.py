@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .inject import adapter_layers, add_adapters, record_trainable, recorded_trainable
+from .inject import adapter_layers, add_adapters, record_trainable, recorded_trainable, trainable_outside_adapters
 from .layers import base_features, is_supported_base
 from .methods import get_method
 
@@ -42,19 +42,6 @@ def _adapter_weight_names(model: nn.Module) -> list[str]:
     ]
 
 
-def _saved_trainable_names(model: nn.Module) -> list[str]:
-    """The parameters outside the adapters that a save includes: the record, else (never recorded) requires_grad."""
-    record = recorded_trainable(model)
-    if record is not None:
-        return record
-    layers = adapter_layers(model)
-    return [
-        n
-        for n, p in model.named_parameters()
-        if p.requires_grad and not any(n.startswith(a + ".") and not n.startswith(a + ".base_layer.") for a in layers)
-    ]
-
-
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter weights and the parameters ``add_adapters`` made trainable, keyed by parameter name.
 
@@ -63,7 +50,7 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     if not adapter_layers(model):
         raise ValueError("The model has no adapters: call add_adapters first.")
     params = dict(model.named_parameters())
-    names = _adapter_weight_names(model) + _saved_trainable_names(model)
+    names = _adapter_weight_names(model) + trainable_outside_adapters(model)
     missing = [n for n in names if n not in params]
     if missing:
         raise ValueError(
@@ -86,7 +73,7 @@ def adapter_metadata(model: nn.Module) -> dict:
             name: {**layer.adapter_config(), "in_features": layer.in_features, "out_features": layer.out_features}
             for name, layer in sorted(layers.items())
         },
-        "trainable": _saved_trainable_names(model),
+        "trainable": trainable_outside_adapters(model),
     }
 
 

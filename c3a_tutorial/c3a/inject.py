@@ -59,6 +59,19 @@ def record_trainable(model: nn.Module, names: Iterable[str]) -> None:
     object.__setattr__(model, RECORD_ATTRIBUTE, sorted(set(names)))
 
 
+def trainable_outside_adapters(model: nn.Module) -> list[str]:
+    """The parameters outside the adapters that a save or an export includes, by name.
+
+    The record ``add_adapters`` keeps, independent of ``requires_grad``; for a model that never had one
+    (adapters put in by hand), the parameters outside the adapters that have ``requires_grad``.
+    """
+    record = recorded_trainable(model)
+    if record is not None:
+        return record
+    layers = adapter_layers(model)
+    return [n for n, p in model.named_parameters() if p.requires_grad and not _in_adapter_weights(n, layers)]
+
+
 def _find_targets(model: nn.Module, target_modules, existing: dict) -> list[tuple[str, nn.Module]]:
     targets = [(n, m) for n, m in model.named_modules() if n and name_matches(n, target_modules)]
     # Modules inside an existing adapter (its base_layer) are not new targets.
