@@ -1,5 +1,18 @@
 """c3a_tutorial: C3A (Circular Convolution Adaptation) from circulant matrices to fine-tuning.
 
+Use it on a model (any ``nn.Module`` with ``nn.Linear`` or GPT-2 ``Conv1D`` layers)::
+
+    from c3a_tutorial import add_adapters, print_trainable_parameters, save_adapter, merge_and_unload
+
+    add_adapters(model, method="c3a", target_modules=["query", "value"], block_size=16,
+                 trainable_modules=["classifier"])
+    print_trainable_parameters(model)
+    # train: the default scale 1/d_in wants lr ≈ d_in × a LoRA-like lr (see add_adapters), or scale=1.0
+    save_adapter(model, "adapter.safetensors")   # load_adapter(fresh_model, ...) reads it back
+    model = merge_and_unload(model)              # a plain model again: save_pretrained works as usual
+
+``export_to_peft`` / ``import_from_peft`` carry adapters to and from Hugging Face PEFT.
+
 Conventions, shared by the code, the notebooks and the plots:
 
 * ``circulant(c)`` equals ``scipy.linalg.circulant(c)``: ``c`` is the first *column* and
@@ -34,8 +47,10 @@ from .c3a.inject import (
     add_adapters,
     format_trainable_parameters,
     merge_adapters,
+    merge_and_unload,
     print_trainable_parameters,
     trainable_parameters,
+    unload,
     unmerge_adapters,
 )
 from .c3a.layers import C3ALinear, LoRALinear
@@ -78,6 +93,8 @@ __all__ = [
     "print_trainable_parameters",
     "merge_adapters",
     "unmerge_adapters",
+    "merge_and_unload",
+    "unload",
     "adapter_state_dict",
     "save_adapter",
     "load_adapter",
