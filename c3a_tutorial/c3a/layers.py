@@ -169,7 +169,7 @@ class C3ALinear(AdapterLinear):
         name: str = "the layer",
     ):
         check_supported_base(type(self), base_layer, name)
-        check_block_size(base_layer.in_features, base_layer.out_features, block_size, layer=name)
+        check_block_size(*base_features(base_layer), block_size, layer=name)
         if init_weights not in C3A_INITS:
             raise ValueError(f"init_weights={init_weights!r} is not one of {C3A_INITS}.")
         super().__init__(base_layer, name=name)
