@@ -1,5 +1,7 @@
 """The offline data set: real docstrings, real labels, deterministic, balanced enough, no leakage."""
 
+import builtins
+
 import pytest
 
 from c3a_tutorial.experiments import data as data_module
@@ -8,17 +10,9 @@ from c3a_tutorial.experiments.data import STDLIB_PACKAGES, build_stdlib_dataset,
 
 @pytest.fixture(scope="module")
 def stdlib(tmp_path_factory):
-    import os
-
-    old = os.environ.get("C3A_DATA_DIR")
-    os.environ["C3A_DATA_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # a fresh cache: the first load builds it, the next ones read it
+        mp.setenv("C3A_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
         yield load_dataset("stdlib", seed=0)
-    finally:
-        if old is None:
-            os.environ.pop("C3A_DATA_DIR")
-        else:
-            os.environ["C3A_DATA_DIR"] = old
 
 
 def test_every_package_is_a_class_with_examples_in_every_split(stdlib):
@@ -95,8 +89,6 @@ def test_missing_package_sources_give_a_clear_error(tmp_path):
 def test_unknown_dataset_and_offline_sst2_errors(monkeypatch):
     with pytest.raises(ValueError, match="Unknown dataset 'imdb'.*stdlib"):
         load_dataset("imdb")
-    import builtins
-
     real_import = builtins.__import__
 
     def no_datasets(name, *args, **kwargs):

@@ -1,0 +1,142 @@
+"""The fine-tuning command line through its real entry point, ``main([...])``: flags derived from
+``FinetuneConfig`` with their defaults shown, and the trained adapter kept with --save-adapter and
+--export-peft, reloaded into a fresh model with the trained model's logits."""
+
+import re
+from dataclasses import MISSING, fields
+
+import pytest
+import torch
+
+from c3a_tutorial import load_adapter
+from c3a_tutorial.experiments import finetune as cli
+from c3a_tutorial.experiments import train
+from c3a_tutorial.experiments.backbone import load_classifier
+from c3a_tutorial.experiments.config import FinetuneConfig
+
+from ..tiny_bert import make_tiny_bert
+
+TEXTS = ["Return the event loop of this thread.", "Parse an e-mail message from a string.", "Start a new process."]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def _help_paragraphs(capsys) -> dict[str, str]:
+    """``{"--block-size": "C3A block size b; ... (default: 24)", ...}`` from ``--help``, lines joined."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    options = capsys.readouterr().out.split("options:")[1]
+    paragraphs = re.split(r"\n  (?=-)", "\n" + options)
+    return {p.split()[0].rstrip(","): " ".join(p.split()) for p in paragraphs if p.strip()}
+
+
+def test_help_shows_every_default(capsys):
+    help_text = _help_paragraphs(capsys)
+    for f in fields(FinetuneConfig):
+        default = f.default_factory() if f.default is MISSING else f.default
+        flag = "--no-progress" if f.name == "progress" else "--" + f.name.replace("_", "-")
+        assert flag in help_text, f"{f.name} has no flag"
+        paragraph = help_text[flag]
+        assert "(default: " in paragraph, paragraph
+        if default is None or isinstance(default, bool):
+            assert "default: None" not in paragraph and "default: True" not in paragraph, paragraph
+        else:
+            shown = " ".join(default) if isinstance(default, list) else str(default)
+            assert f"(default: {shown})" in paragraph, paragraph
+    assert "default: per method, {'c3a': 3.0" in help_text["--lr"]
+    assert "all-MiniLM-L6-v2" in help_text["--model"]
+    for flag in ("--output", "--save-adapter", "--export-peft"):
+        assert "(default: not " in help_text[flag], help_text[flag]
+
+
+def test_flags_and_fields_are_one_to_one():
+    parser = cli.build_parser()
+    config, methods = cli.config_from_args(parser.parse_args([]))
+    assert config == FinetuneConfig() and methods == [FinetuneConfig().method]
+    # A value other than the default for every field arrives in the config unchanged.
+    argv = ["--method", "lora", "--model", "some/dir", "--dataset", "sst2", "--block-size", "8", "--rank", "3"]
+    argv += ["--target-modules", "query", "key", "--epochs", "2", "--lr", "0.5", "--head-lr", "0.25"]
+    argv += ["--batch-size", "4", "--max-length", "20", "--train-size", "10", "--eval-size", "6", "--max-steps", "7"]
+    argv += ["--warmup-fraction", "0.2", "--seed", "5", "--device", "cpu", "--no-progress", "--machine", "box"]
+    config, _ = cli.config_from_args(parser.parse_args(argv))
+    expected = FinetuneConfig(
+        method="lora", model="some/dir", dataset="sst2", block_size=8, rank=3, target_modules=["query", "key"],
+        epochs=2, lr=0.5, head_lr=0.25, batch_size=4, max_length=20, train_size=10, eval_size=6, max_steps=7,
+        warmup_fraction=0.2, seed=5, device="cpu", progress=False, machine="box",
+    )  # fmt: skip
+    assert config == expected
+    for f in fields(FinetuneConfig):  # every field was given a non-default value above
+        default = f.default_factory() if f.default is MISSING else f.default
+        assert getattr(config, f.name) != default, f.name
+    config, methods = cli.config_from_args(parser.parse_args(["--method", "all"]))
+    assert methods == ["c3a", "lora", "full"] and config.method == "c3a"
+
+
+def _spy_on_finetune(monkeypatch) -> list:
+    """Keep every FinetuneResult that main produces."""
+    results = []
+
+    def spy(*args, **kwargs):
+        results.append(train.finetune(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(cli, "finetune", spy)
+    return results
+
+
+@pytest.mark.parametrize("method, setting, filename", [("c3a", ["--block-size", "8"], "adapter.safetensors"),
+                                                       ("lora", ["--rank", "2"], "adapter.pt")])  # fmt: skip
+def test_saved_and_exported_adapters_reproduce_the_trained_logits(
+    tiny_dir, tmp_path, monkeypatch, capsys, method, setting, filename
+):
+    peft = pytest.importorskip("peft")
+    results = _spy_on_finetune(monkeypatch)
+    path, peft_dir = tmp_path / "runs" / filename, tmp_path / "peft"
+    argv = ["--model", str(tiny_dir), "--method", method, *setting, "--epochs", "1", "--max-steps", "3"]
+    argv += ["--lr", "1.0" if method == "c3a" else "0.05", "--head-lr", "0.05", "--train-size", "48"]
+    argv += ["--eval-size", "16", "--max-length", "16", "--batch-size", "16", "--device", "cpu", "--no-progress"]
+    main_record = cli.main([*argv, "--save-adapter", str(path), "--export-peft", str(peft_dir)])
+    (result,) = results
+    assert result.record is main_record
+    assert f"adapter saved to {path}" in capsys.readouterr().out
+    trained = train.predict(result.model, result.tokenizer, TEXTS, max_length=16)
+
+    fresh, tokenizer = load_classifier(str(tiny_dir), num_labels=result.data.num_labels, seed=123)
+    untrained = train.predict(fresh, tokenizer, TEXTS, max_length=16)
+    assert (untrained - trained).abs().max() > 1e-3  # another head, no adapter: the file must bring both back
+    reloaded = train.predict(load_adapter(fresh, path), tokenizer, TEXTS, max_length=16)
+    torch.testing.assert_close(reloaded, trained, rtol=0, atol=1e-5)
+
+    base, _ = load_classifier(str(tiny_dir), num_labels=result.data.num_labels, seed=321)
+    peft_model = peft.PeftModel.from_pretrained(base, peft_dir)
+    torch.testing.assert_close(train.predict(peft_model, tokenizer, TEXTS, max_length=16), trained, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["full", "all"])
+def test_save_adapter_without_one_adapter_method_fails_before_training(tmp_path, monkeypatch, capsys, method):
+    results = _spy_on_finetune(monkeypatch)
+    for flag in ("--save-adapter", "--export-peft"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["--method", method, flag, str(tmp_path / "out")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "choose one adapter method (c3a, lora)" in err and "save_pretrained" in err, err
+    assert results == [] and not (tmp_path / "out").exists()
+
+
+def test_a_size_that_fits_only_some_target_layers_lists_the_sizes_that_fit_all(tiny_dir):
+    model, _ = load_classifier(str(tiny_dir), num_labels=2)  # query 32x32, intermediate.dense 64x32
+    config = FinetuneConfig(model=str(tiny_dir), target_modules=["query", "intermediate.dense"], block_size=12)
+    with pytest.raises(ValueError) as info:
+        cli.check_sizes_fit(config, ["lora", "c3a"], model)
+    message = str(info.value)
+    assert message.startswith("--block-size 12 does not divide bert.encoder.layer.0.attention.self.query"), message
+    assert message.endswith(
+        "Values that fit every target layer (out x in: [(32, 32), (64, 32)]): [1, 2, 4, 8, 16, 32]."
+    )
+    cli.check_sizes_fit(FinetuneConfig(target_modules=["query", "intermediate.dense"], block_size=16), ["c3a"], model)
+    cli.check_sizes_fit(config, ["lora", "full"], model)  # LoRA's rank fits any layer; full has no size
