@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -37,8 +39,7 @@ def load_classifier(model: str | os.PathLike | None = None, num_labels: int = 2,
 
     The head (``classifier``) is the only newly initialised part; ``seed`` fixes its initialisation.
     """
-    import torch
-    import transformers
+    import transformers  # optional: pip install 'c3a-tutorial[finetune]'
 
     path = resolve_model(model)
     transformers.logging.set_verbosity_error()  # the "newly initialised head" notice is expected here

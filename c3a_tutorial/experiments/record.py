@@ -2,8 +2,8 @@
 
 ``train`` measures a ``TrainingLog``; ``make_record`` turns it, with the run's set-up and its test
 metrics, into one JSON-able dict: method and size, accuracy, loss curve, trainable parameters, peak
-memory, time per step, device, seed and versions (every key is listed in ``data/README.md``; kept
-records are in ``data/results/``). ``format_table`` prints one row per record, labelling each
+memory, time per step, device, seed and versions (``data/README.md`` describes it; kept records are
+in ``data/results/``). ``format_table`` prints one row per record, labelling each
 adapter's size as the method registry does (``b=24``, ``r=8``).
 """
 

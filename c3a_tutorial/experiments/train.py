@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -79,8 +80,6 @@ def distributed_setup(device: str | None):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1, pick_device(device)
-    import torch.distributed as dist
-
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     chosen = pick_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if chosen.type == "cuda":
@@ -231,7 +230,7 @@ def train_step(run: Run, batch: dict) -> float:
     run.scheduler.step()
     loss_value = loss.detach().float()
     if run.world_size > 1:  # the curve shows the loss over the whole global batch
-        torch.distributed.all_reduce(loss_value)
+        dist.all_reduce(loss_value)
         loss_value /= run.world_size
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
@@ -328,7 +327,7 @@ def rank_checksums(run: Run) -> list[float]:
     checksums = [_checksum(run.plain_model)]
     if run.world_size > 1:
         gathered = [None] * run.world_size
-        torch.distributed.all_gather_object(gathered, checksums[0])
+        dist.all_gather_object(gathered, checksums[0])
         checksums = gathered
     return checksums
 
