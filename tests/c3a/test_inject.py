@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -9,8 +11,10 @@ from c3a_tutorial import (
     format_trainable_parameters,
     load_adapter,
     merge_adapters,
+    merge_and_unload,
     save_adapter,
     trainable_parameters,
+    unload,
     unmerge_adapters,
 )
 
@@ -214,3 +218,89 @@ def test_bad_trainable_modules_leaves_model_unchanged(tiny_model):
     assert not adapter_layers(tiny_model)
     assert all(p.requires_grad for p in tiny_model.parameters())
     add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["classifier"])  # a retry works
+
+
+def test_missing_block_size_names_the_valid_ones(tiny_model):
+    # query/value are 12x12, up is 12->24: the common divisors of all three shapes.
+    with pytest.raises(ValueError, match=r"needs block_size=.*valid here: \[1, 2, 3, 4, 6, 12\].*suggest_block_size"):
+        add_adapters(tiny_model, "c3a", ["query", "value", "up"])
+    with pytest.raises(ValueError, match=r"needs rank=.*at most 12"):
+        add_adapters(tiny_model, "lora", ["query"])
+    assert not adapter_layers(tiny_model)
+
+
+def test_a_setting_of_the_other_method_is_named(tiny_model):
+    with pytest.raises(ValueError, match=r"got \['rank'\], which C3ALinear does not take.*'block_size', 'scale'"):
+        add_adapters(tiny_model, "c3a", ["query"], rank=8)
+    assert not adapter_layers(tiny_model)
+
+
+def test_trainable_modules_typo_lists_candidates(tiny_model):
+    with pytest.raises(ValueError, match=r"matches no module\. Did you mean \['classifier'\]\?.*'norm'"):
+        add_adapters(tiny_model, "c3a", ["query"], block_size=4, trainable_modules=["classifer"])
+    assert not adapter_layers(tiny_model)
+
+
+def test_not_a_linear_uses_the_right_article_and_lists_supported_types(tiny_model):
+    with pytest.raises(TypeError, match=r"'layers\.0', which is a TinyBlock: adapters wrap nn\.Linear or .*Conv1D"):
+        add_adapters(tiny_model, "c3a", r"layers\.0", block_size=4)
+    tiny_model.layers[0].emb = torch.nn.Embedding(5, 12)
+    with pytest.raises(TypeError, match="which is an Embedding"):
+        add_adapters(tiny_model, "c3a", ["emb"], block_size=4)
+
+
+@pytest.mark.parametrize("method,kwargs", [("c3a", {"block_size": 3}), ("lora", {"rank": 2})])
+def test_merge_and_unload_and_unload_give_back_plain_linear_layers(tiny_model, method, kwargs):
+    base_state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    x = torch.randn(5, 12, dtype=torch.float64)
+    base_out = tiny_model(x)
+    add_adapters(tiny_model, method, ["query", "value", "down"], trainable_modules=["classifier"], **kwargs)
+    _randomise(tiny_model)
+    adapted_out = tiny_model(x)
+    assert (adapted_out - base_out).abs().max() > 1e-3
+
+    unloaded = unload(copy.deepcopy(tiny_model))
+    assert not adapter_layers(unloaded)
+    assert type(unloaded.layers[0].query) is torch.nn.Linear
+    assert set(unloaded.state_dict()) == set(base_state)
+    torch.testing.assert_close(unloaded(x), base_out, atol=0, rtol=0)
+
+    merged = merge_and_unload(tiny_model)
+    assert merged is tiny_model and not adapter_layers(merged)
+    assert all(type(merged.layers[i].get_submodule(n)) is torch.nn.Linear for i in range(2) for n in ("query", "down"))
+    assert set(merged.state_dict()) == set(base_state)
+    torch.testing.assert_close(merged(x), adapted_out, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="no adapters"):
+        merge_and_unload(merged)
+
+
+def test_unload_of_a_merged_model_unmerges_first(tiny_model):
+    x = torch.randn(3, 12, dtype=torch.float64)
+    base_out = tiny_model(x)
+    add_adapters(tiny_model, "c3a", ["query"], block_size=4, init_weights="gaussian")
+    merge_adapters(tiny_model)
+    torch.testing.assert_close(unload(tiny_model)(x), base_out, atol=1e-12, rtol=0)
+
+
+def test_merged_tiny_bert_round_trips_through_save_pretrained(tmp_path):
+    """Issue #15: without merge_and_unload, from_pretrained found no query.weight and re-initialised it."""
+    transformers = pytest.importorskip("transformers")
+    from ..tiny_bert import make_tiny_bert
+
+    path = make_tiny_bert(tmp_path / "tiny")
+    torch.manual_seed(1)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
+    add_adapters(model, "c3a", ["query", "value"], block_size=8, trainable_modules=["classifier"])
+    _randomise(model)
+    ids = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(ids).logits
+    merge_and_unload(model)
+    assert type(model.bert.encoder.layer[0].attention.self.query) is torch.nn.Linear
+    model.save_pretrained(tmp_path / "merged")
+    plain, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "merged", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    with torch.no_grad():
+        torch.testing.assert_close(plain.eval()(ids).logits, expected, atol=1e-5, rtol=0)

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -108,3 +109,29 @@ def test_bf16_base_layer_works():
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
     assert layer.kernel.grad is not None and torch.isfinite(layer.kernel.grad).all()
+
+
+def _train(layer, lr, steps=15, eps=1e-30):
+    torch.manual_seed(5)
+    x, target = torch.randn(32, 16, dtype=torch.float64), torch.randn(32, 24, dtype=torch.float64)
+    optimizer = torch.optim.Adam([layer.kernel], lr=lr, eps=eps)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        ((layer(x) - target) ** 2).mean().backward()
+        optimizer.step()
+    return layer.delta_weight().detach()
+
+
+def test_scale_times_lr_is_what_adam_sees():
+    """The rule in C3ALinear's and add_adapters' docstrings: with Adam and the zero init, scale s at lr η
+    trains exactly like scale 1 at lr s·η, so the default scale 1/d_in needs lr × d_in."""
+    torch.manual_seed(0)
+    base = _base()
+    s, lr = 1 / 16, 0.5
+    default = _train(C3ALinear(copy.deepcopy(base), block_size=4), lr=lr)  # scale 1/d_in = 1/16
+    unit = _train(C3ALinear(copy.deepcopy(base), block_size=4, scale=1.0), lr=s * lr)
+    assert default.abs().max() > 1e-2
+    torch.testing.assert_close(unit, default, atol=1e-10, rtol=1e-8)
+    # The same lr for both is not the same training: the rule is not a tautology of the test.
+    same_lr = _train(C3ALinear(copy.deepcopy(base), block_size=4, scale=1.0), lr=lr)
+    assert (same_lr - default).abs().max() > 1e-2
