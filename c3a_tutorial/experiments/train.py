@@ -238,12 +238,12 @@ def train_step(run: Run, batch: dict) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, autocast=contextlib.nullcontext) -> dict[str, float]:
-    """Mean loss and accuracy over ``loader``."""
+def evaluate(model, loader, device, autocast=contextlib.nullcontext, progress: bool = False) -> dict[str, float]:
+    """Mean loss and accuracy over ``loader``; ``progress`` shows a bar that goes away when done."""
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for batch in loader:
+    for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast():
             out = model(**batch)
@@ -295,7 +295,7 @@ def train(run: Run) -> TrainingLog:
                 bar.update(1)
                 bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
             # Every process evaluates the whole validation split (identical numbers, no gathering needed).
-            metrics = evaluate(run.plain_model, run.loaders["validation"], run.device, run.autocast)
+            metrics = evaluate(run.plain_model, run.loaders["validation"], run.device, run.autocast, show)
             log.history.append(
                 {
                     "epoch": epoch + 1,
@@ -356,6 +356,7 @@ def finetune(config: FinetuneConfig | None = None, data: TextDataset | None = No
     validate_config(config)
     run = set_up(config, data)
     log = train(run)
-    test_metrics = evaluate(run.plain_model, run.loaders["test"], run.device, run.autocast)
+    show = config.progress and run.rank == 0
+    test_metrics = evaluate(run.plain_model, run.loaders["test"], run.device, run.autocast, show)
     record = make_record(run, log, test_metrics, rank_checksums(run))
     return FinetuneResult(record, run.plain_model, run.tokenizer, run.data)
