@@ -24,8 +24,9 @@ Two implementations live here. ``block_circulant_matmul_reference`` is the reada
 FFTs, ``einsum``, and torch's own autograd. ``block_circulant_matmul`` is the one layers use: real
 FFTs, a custom ``torch.autograd.Function`` with the backward above, which saves only the input and
 the kernel (the FFTs are recomputed in backward: cheap, and no complex intermediates are kept alive
-between forward and backward). Its frequency-domain products are batched GEMMs over frequencies on
-contiguous frequency-major copies (layout, not arithmetic, is what costs time on a CPU). It can also
+between forward and backward). It runs over chunks of tokens that stay in cache, and its frequency-domain
+products are real batched GEMMs over frequencies (see the notes above ``_chunk_rows``; the measured breakdown is
+in ``data/results/README_bench.md``). It can also
 take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
 path. Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
 """
@@ -95,37 +96,93 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-# Layout is what costs time here, not arithmetic: rfft returns frequencies as the last (fastest) axis,
-# but a batched matmul over frequencies needs them first. One explicit copy into a contiguous
-# frequency-major tensor, then contiguous bmm (letting bmm work on the permuted view copies per batch
-# element).
+# The fast path, and where its time goes (measured and written up in data/results/README_bench.md):
+#
+# * rfft returns frequencies as the last (fastest) axis, but a batched GEMM over frequencies needs them first, so
+#   every activation spectrum is transposed once (``_to_freq``) and every product spectrum once back
+#   (``_from_freq``). torch offers no FFT that writes a chosen layout, so these copies stay; what we can choose is
+#   where they run.
+# * Tokens are processed in chunks of ``_chunk_rows`` rows, so a chunk's spectrum, its frequency-major copy and its
+#   product stay in cache between the FFT, the copy and the GEMM, and the chunk buffers are allocated once per call
+#   and reused: a large buffer allocated per step costs page faults, not arithmetic.
+# * Complex products are real GEMMs on interleaved real/imaginary parts: ``(F, k, 2p) @ (F, 2p, 2q)``, with the
+#   small kernel spectrum (already multiplied by ``scale``) rewritten as a real ``(2p, 2q)`` matrix per frequency
+#   (``_real_form``). The view from complex to interleaved real is free; BLAS runs real GEMMs faster than complex.
+# * A GEMM whose output is narrow (fewer than ``_NARROW`` blocks) is computed transposed, which BLAS runs several
+#   times faster, and transposed back in the same copy that builds the token-major layout.
+
+_CHUNK_BYTES = 1 << 20  # per chunk of tokens: its input and output rows, in the compute dtype
+_NARROW = 8  # output blocks below which the per-frequency GEMM is computed transposed
 
 
-def _to_freq(t: torch.Tensor, b: int) -> torch.Tensor:
-    """``(N, k·b)`` real → ``(F, N, k)`` complex, contiguous, ``F = b // 2 + 1``."""
-    n_rows = t.shape[0]
-    spectrum = torch.fft.rfft(t.reshape(n_rows, -1, b), dim=-1)  # (N, k, F)
-    # As a 2-D transpose (N·k, F) → (F, N·k): torch's blocked 2-D copy is faster than a 3-D permute.
-    return spectrum.reshape(-1, spectrum.shape[-1]).t().contiguous().view(spectrum.shape[-1], n_rows, -1)
+def _chunk_rows(d_in: int, d_out: int, dtype: torch.dtype) -> int:
+    """Tokens per chunk: ``_CHUNK_BYTES`` of input and output rows, at least 8."""
+    return max(8, _CHUNK_BYTES // ((d_in + d_out) * torch.finfo(dtype).bits // 8))
 
 
-def _from_freq(t: torch.Tensor, b: int) -> torch.Tensor:
-    """``(F, N, k)`` complex → ``(N, k·b)`` real, the inverse of ``_to_freq``."""
-    n_freq, n_rows, k = t.shape
-    spectrum = t.reshape(n_freq, -1).t().contiguous().view(n_rows, k, n_freq)  # (N, k, F)
-    return torch.fft.irfft(spectrum, n=b, dim=-1).reshape(n_rows, -1)
+def _real_form(a: torch.Tensor) -> torch.Tensor:
+    """``(F, p, q)`` complex → ``(F, 2p, 2q)`` real ``M`` with ``view_as_real(z @ a) == view_as_real(z) @ M``
+    for rows ``z`` of length ``p`` (real and imaginary parts interleaved, in rows and columns)."""
+    re, im = a.real, a.imag
+    blocks = torch.stack((torch.stack((re, im), -1), torch.stack((-im, re), -1)), 2)  # (F, p, 2, q, 2)
+    return blocks.reshape(a.shape[0], 2 * a.shape[1], 2 * a.shape[2])
 
 
-def _kernel_freq(kernel: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``rfft`` of every block's kernel, frequency first: ``(F, m, n)``, contiguous (small: ``m·n·F``)."""
-    return torch.fft.rfft(kernel.to(dtype), dim=-1).permute(2, 0, 1).contiguous()
+def _kernel_freq(kernel: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) -> torch.Tensor:
+    """``scale · rfft`` of every block's kernel, frequency first: ``(F, m, n)`` (small: ``m·n·F``)."""
+    return (torch.fft.rfft(kernel.to(dtype), dim=-1) * scale).permute(2, 0, 1)
+
+
+def _to_freq(t: torch.Tensor, b: int, buf: torch.Tensor) -> torch.Tensor:
+    """``(k, p·b)`` real → ``(F, k, 2p)`` real (interleaved re/im), written into the flat complex ``buf``.
+
+    One rfft, then one transposing copy into frequency-major order: as a 2-D transpose ``(k·p, F) → (F, k·p)``,
+    which torch copies in cache-sized blocks."""
+    k = t.shape[0]
+    spectrum = torch.fft.rfft(t.reshape(k, -1, b), dim=-1)  # (k, p, F)
+    n_freq = spectrum.shape[-1]
+    out = buf[: spectrum.numel()].view(n_freq, -1)
+    out.copy_(spectrum.view(-1, n_freq).t())
+    return torch.view_as_real(out).view(n_freq, k, -1)
+
+
+def _freq_matmul(t_freq: torch.Tensor, form: torch.Tensor, q: int, gemm_buf: torch.Tensor, buf: torch.Tensor):
+    """``(F, k, 2p) @ (F, 2p, 2q)`` → ``(k, q, F)`` complex, token-major, in the flat buffers.
+
+    Narrow outputs (``q < _NARROW``) are computed transposed, ``formᵀ @ t_freqᵀ``, and the transposing copy back
+    to token-major order undoes it."""
+    n_freq, k, _ = t_freq.shape
+    out = buf[: k * q * n_freq].view(k, q, n_freq)
+    if q < _NARROW:
+        y_t = gemm_buf[: n_freq * 2 * q * k].view(n_freq, 2 * q, k)
+        torch.bmm(form.transpose(1, 2), t_freq.transpose(1, 2), out=y_t)
+        torch.view_as_real(out).copy_(y_t.view(n_freq, q, 2, k).permute(3, 1, 0, 2))
+    else:
+        y = gemm_buf[: n_freq * k * 2 * q].view(n_freq, k * q, 2)
+        torch.bmm(t_freq, form, out=y.view(n_freq, k, 2 * q))
+        out.view(k * q, n_freq).copy_(torch.view_as_complex(y).t())
+    return out
+
+
+def _from_freq(spectrum: torch.Tensor, b: int, out: torch.Tensor) -> None:
+    """``(k, q, F)`` complex → ``out``, ``(k, q·b)`` real (any float dtype: the cast rides on the copy)."""
+    out.copy_(torch.fft.irfft(spectrum, n=b, dim=-1).view(out.shape))
+
+
+def _buffers(rows: int, n_freq: int, width: int, dtype: torch.dtype, device: torch.device, count: int):
+    """``count`` flat complex buffers of ``rows · width · F`` and one real GEMM buffer of twice that."""
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    size = rows * width * n_freq
+    flat = [torch.empty(size, dtype=complex_dtype, device=device) for _ in range(count)]
+    return flat, torch.empty(2 * size, dtype=dtype, device=device)
 
 
 class BlockCirculantMatmul(torch.autograd.Function):
     """``y = scale · x @ block_circulant(w).T`` for ``x`` of shape ``(N, d_in)``, with an FFT-based backward.
 
-    ``scale`` is applied inside, in the compute dtype, before the cast back: a float16 input whose
-    unscaled product would overflow float16 still gives the right (scaled) answer.
+    ``scale`` multiplies the small kernel spectrum (``m·n·F`` numbers) inside, in the compute dtype, so a float16
+    input whose unscaled product would overflow float16 still gives the right (scaled) answer, and no pass over
+    the activations is spent on it. Only ``x`` and the kernel are saved for backward.
     """
 
     @staticmethod
@@ -133,36 +190,54 @@ class BlockCirculantMatmul(torch.autograd.Function):
         ctx.save_for_backward(x, kernel)  # only these two: everything else is recomputed in backward
         ctx.scale = scale
         dtype = _compute_dtype(x, kernel)
-        b = kernel.shape[-1]
-        w_freq = _kernel_freq(kernel, dtype)  # (F, m, n), transformed once per call
-        y_freq = torch.bmm(_to_freq(x.to(dtype), b), w_freq.transpose(1, 2))  # (F, N, n) @ (F, n, m)
-        y = _from_freq(y_freq, b)
-        if scale != 1.0:
-            y.mul_(scale)
-        return y.to(x.dtype)
+        m, n, b = kernel.shape
+        form = _real_form(_kernel_freq(kernel, dtype, scale).transpose(1, 2))  # (F, 2n, 2m): X ↦ X Wᵀ
+        rows = _chunk_rows(n * b, m * b, dtype)
+        (in_buf, out_buf), gemm_buf = _buffers(rows, b // 2 + 1, max(m, n), dtype, x.device, 2)
+        y = torch.empty(x.shape[0], m * b, dtype=x.dtype, device=x.device)
+        for start in range(0, x.shape[0], rows):
+            x_freq = _to_freq(x[start : start + rows].to(dtype), b, in_buf)
+            _from_freq(_freq_matmul(x_freq, form, m, gemm_buf, out_buf), b, y[start : start + rows])
+        return y
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         x, kernel = ctx.saved_tensors
         dtype = _compute_dtype(x, kernel)
-        b = kernel.shape[-1]
-        g_freq = _to_freq(grad_output.to(dtype), b)  # (F, N, m)
-        grad_x = grad_kernel = None
-        if ctx.needs_input_grad[0]:
-            # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
-            w_conj = _kernel_freq(kernel, dtype).conj().resolve_conj()  # (F, m, n), small
-            grad_x = _from_freq(torch.bmm(g_freq, w_conj), b)  # (F, N, m) @ (F, m, n)
-            if ctx.scale != 1.0:
-                grad_x.mul_(ctx.scale)
-            grad_x = grad_x.to(x.dtype)
-        if ctx.needs_input_grad[1]:
-            # Correlation of the output gradient with the input, summed over tokens:
-            # Σ_N G[N, i] conj(X[N, j]) = conj(Gᴴ X), and Gᴴ X is one conjugate-transposed GEMM per frequency.
-            x_freq = _to_freq(x.to(dtype), b)  # (F, N, n)
-            grad_w_freq = torch.bmm(g_freq.transpose(1, 2).conj(), x_freq).conj()  # (F, m, n)
-            grad_kernel = torch.fft.irfft(grad_w_freq.permute(1, 2, 0), n=b, dim=-1)
-            grad_kernel = (grad_kernel * ctx.scale).to(kernel.dtype)
+        m, n, b = kernel.shape
+        need_x, need_w = ctx.needs_input_grad[:2]
+        rows = _chunk_rows(n * b, m * b, dtype)
+        (g_buf, x_buf, out_buf), gemm_buf = _buffers(rows, b // 2 + 1, max(m, n), dtype, x.device, 3)
+        # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
+        form = _real_form(_kernel_freq(kernel, dtype, ctx.scale).conj()) if need_x else None  # (F, 2m, 2n)
+        grad_x = torch.empty_like(x) if need_x else None
+        # Σ_tokens of the products of interleaved parts, (F, 2n, 2m) or (F, 2m, 2n): the wider side last.
+        wide_m = m >= n
+        products = x.new_zeros((b // 2 + 1, 2 * n, 2 * m) if wide_m else (b // 2 + 1, 2 * m, 2 * n), dtype=dtype)
+        for start in range(0, x.shape[0], rows):
+            g_freq = _to_freq(grad_output[start : start + rows].to(dtype), b, g_buf)  # (F, k, 2m)
+            if need_x:
+                _from_freq(_freq_matmul(g_freq, form, n, gemm_buf, out_buf), b, grad_x[start : start + rows])
+            if need_w:
+                x_freq = _to_freq(x[start : start + rows].to(dtype), b, x_buf)  # (F, k, 2n)
+                if wide_m:
+                    products.baddbmm_(x_freq.transpose(1, 2), g_freq)
+                else:
+                    products.baddbmm_(g_freq.transpose(1, 2), x_freq)
+        grad_kernel = _kernel_grad(products, wide_m, m, n, b, ctx.scale).to(kernel.dtype) if need_w else None
         return grad_x, grad_kernel, None
+
+
+def _kernel_grad(products: torch.Tensor, wide_m: bool, m: int, n: int, b: int, scale: float) -> torch.Tensor:
+    """``scale · irfft(Σ_tokens G_i conj(X_j))`` from the token sums of the interleaved parts' products.
+
+    With ``G = a + ib`` and ``X = c + id``: ``G conj(X) = (ac + bd) + i(bc − ad)``."""
+    n_freq = products.shape[0]
+    if wide_m:  # (F, 2n, 2m) → (F, 2m, 2n)
+        products = products.transpose(1, 2)
+    p = products.reshape(n_freq, m, 2, n, 2)  # [f, i, re/im of G, j, re/im of X]
+    spectrum = torch.complex(p[:, :, 0, :, 0] + p[:, :, 1, :, 1], p[:, :, 1, :, 0] - p[:, :, 0, :, 1])
+    return torch.fft.irfft(spectrum.permute(1, 2, 0), n=b, dim=-1) * scale
 
 
 PATHS = ("auto", "fft", "dense")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from c3a_tutorial import C3ALinear, block_circulant, block_circulant_matmul, block_circulant_matmul_reference
+from c3a_tutorial.c3a import block_circulant as bc_module
 
 # (d_out // b, d_in // b, b) per shape class.
 SHAPE_CLASSES = {
@@ -34,6 +35,35 @@ def test_fast_equals_reference_values_and_gradients(name, batch, path):
     rx, rk = torch.autograd.grad(ref, (x, kernel), g)
     torch.testing.assert_close(gx, rx, atol=1e-11, rtol=0)
     torch.testing.assert_close(gk, rk, atol=1e-11, rtol=0)
+
+
+# (d_out // b, d_in // b, b): the GEMM over frequencies takes its transposed form when the output has fewer
+# than bc_module._NARROW blocks; these shapes put each side, forward and backward, on each form.
+CHUNK_SHAPES = [(9, 2, 4), (2, 9, 3), (8, 8, 2), (3, 3, 5)]
+
+
+@pytest.mark.parametrize("shape", CHUNK_SHAPES, ids=str)
+def test_token_chunks_and_both_gemm_forms_match_dense(shape, monkeypatch):
+    """Tokens in chunks of 8 (the last one partial), both layouts of the frequency GEMM, float64, both gradients."""
+    monkeypatch.setattr(bc_module, "_CHUNK_BYTES", 1)
+    assert bc_module._chunk_rows(16, 16, torch.float64) == 8
+    m, n, b = shape
+    assert bc_module._NARROW == 8 and (min(m, n) < 8 or max(m, n) >= 8)
+    kernel = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(21, n * b, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(21, m * b, dtype=torch.float64)
+    out = block_circulant_matmul(x, kernel, scale=0.3)
+    dense = 0.3 * (x @ block_circulant(kernel).T)
+    torch.testing.assert_close(out, dense, atol=1e-11, rtol=0)
+    grads = torch.autograd.grad(out, (x, kernel), g)
+    for got, want in zip(grads, torch.autograd.grad(dense, (x, kernel), g), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=0)
+
+
+def test_chunk_rows_follow_the_byte_budget():
+    assert bc_module._chunk_rows(768, 768, torch.float32) == bc_module._CHUNK_BYTES // (1536 * 4)
+    assert bc_module._chunk_rows(768, 768, torch.float64) == bc_module._CHUNK_BYTES // (1536 * 8)
+    assert bc_module._chunk_rows(10**9, 10**9, torch.float32) == 8
 
 
 # The FFT path is gradchecked for the same shape classes in test_block_circulant.py; here the dense one.
