@@ -230,13 +230,13 @@ def learning_rates(config: SweepConfig, runs: list[dict]) -> dict[str, dict]:
 
 
 def planned_runs(config: SweepConfig, runs: list[dict]) -> tuple[list[tuple], int]:
-    """``([(phase, method, setting, lr, seed), ...] known so far, total number of distinct runs planned)``.
+    """``([(phase, method, setting, lr, seed), ...] known so far, in running order; number of distinct runs planned)``.
 
     The main grid of a method is known once its lr is; the total counts the grid's runs the main grid reuses
     (same method, setting, lr and seed) once.
     """
     lrs = learning_rates(config, runs)
-    plan, main_plan, total = [], [], 0
+    plan, total = [], 0
     for method in config.methods:
         ref = config.reference_setting(method)
         grid = [] if method in config.lr else [(lr, s) for lr in config.lr_grid[method] for s in config.lr_seeds]
@@ -246,10 +246,19 @@ def planned_runs(config: SweepConfig, runs: list[dict]) -> tuple[list[tuple], in
         total += len(grid) + len(main) - len(shared)
         chosen = lrs[method]["chosen"]
         if chosen is not None:
-            main_plan += [("main", method, setting, chosen, s) for setting, s in main]
-    # Seed by seed: a sweep stopped early has whole curves for its first seeds, not one method only.
-    order = {seed: i for i, seed in enumerate(config.seeds)}
-    plan += sorted(main_plan, key=lambda item: order[item[4]])
+            plan += [("main", method, setting, chosen, s) for setting, s in main]
+    # The order a sweep stopped early is most useful in: the adapters' lr grids, then seed by seed (whole curves
+    # for the first seeds, not one method only), full fine-tuning (twice the cost of a run) after the adapters
+    # of the first seed, its grid just before its first main run.
+    position = {seed: i for i, seed in enumerate(config.seeds)}
+
+    def order(item):
+        phase, method, _, _, seed = item
+        if phase == "lr grid":
+            return (0, 0, 0) if method != "full" else (1, 1, 0)
+        return (1 + position[seed], method == "full", 1)
+
+    plan.sort(key=order)
     unique, seen = [], set()
     for item in plan:
         key = run_id(*item[1:])
@@ -419,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="stop every run after N steps (tests)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: CUDA → MPS → CPU); cuda = bf16 autocast")
     p.add_argument("--machine", default=None, help="a label for the machine, stored in every record")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the table and figure from the JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -440,6 +450,10 @@ def main(argv: list[str] | None = None) -> dict:
     """The command line. Returns the results file's contents."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         config = config_from_args(args)
         if args.report_only:

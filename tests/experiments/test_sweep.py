@@ -155,6 +155,20 @@ def test_run_ids_and_the_planned_count():
     plan, total = sweep.planned_runs(config, [])
     assert total == 9 + (7 + 6 + 1) * 3 - 3 and len(plan) == 9
     assert [p[1:] for p in plan[:3]] == [("c3a", 24, 0.3, 0), ("c3a", 24, 1.0, 0), ("c3a", 24, 3.0, 0)]
+    assert [p[1] for p in plan[6:]] == ["full"] * 3  # full fine-tuning's grid waits for the adapters' first seed
+    reduced = sweep.reduced_sweep_config(lr={"c3a": 3.0, "lora": 1e-2})  # the notebook's live sweep
+    plan, total = sweep.planned_runs(reduced, [])
+    assert total == len(plan) == 8 and [p[4] for p in plan] == [0] * 4 + [1] * 4
+
+
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tiny_dir, tmp_path, capsys, counted):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "sweep.json"
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(_argv(tiny_dir, out, "--seeds", "0", "--lr", "c3a=1", "lora=0.01", "--device", "cuda"))
+    assert exit_info.value.code == 2 and "not available here" in capsys.readouterr().err
+    assert not out.exists() and counted == []
 
 
 def test_the_stored_sweep_is_found_and_the_package_copy_matches():
