@@ -1,199 +1,374 @@
-"""Student versions of the notebooks: the exercises' solutions taken out, everything else kept.
+"""The course's notebooks as an nbgrader course: a thin wrapper over nbgrader, nothing re-implemented.
 
-The course's notebooks are the *solution* notebooks: every exercise's answer sits between the nbgrader
-markers ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (each on a line of its own), and a checker from
-``c3a_tutorial.checks`` follows it. For nbgrader, ``python -m c3a_tutorial.assignments mark notebooks/*.ipynb``
-adds the solution-cell metadata nbgrader wants. Without nbgrader::
+The notebooks in ``notebooks/`` are nbgrader *source* notebooks as they stand: each exercise is a solution
+cell (its answer between nbgrader's solution markers) followed by a locked autograder test cell with points,
+which calls the exercise's checker from ``c3a_tutorial.course.checks`` and adds hidden cases; written questions
+are manually graded markdown solution cells. This module only lays a course directory out for nbgrader and
+checks the notebooks' nbgrader metadata; releasing, collecting, autograding and feedback are nbgrader's own
+commands, unchanged. nbgrader comes with the ``course`` extra (``pip install "c3a-tutorial[course]"``).
 
-    python -m c3a_tutorial.assignments build notebooks/ student/
+Command line::
 
-writes one student notebook per notebook: each solution region becomes
-``raise NotImplementedError("Exercise: ...")`` at the region's indentation (in markdown cells, a
-"YOUR ANSWER HERE" line), all outputs are cleared, and the first cell starts with an ``ANSWERS_REMOVED``
-note. Building twice, or building from student versions, gives the same files (idempotent). It refuses to
-write into the source folder or into the repository's ``notebooks/``, so the solutions cannot be lost.
+    python -m c3a_tutorial.assignments init COURSE_DIR [--notebooks DIR] [--course-id ID] [--exchange DIR]
+    python -m c3a_tutorial.assignments check [NOTEBOOK ...]
+
+``init`` writes into a new (or empty) ``COURSE_DIR``:
+
+- ``nbgrader_config.py``: the course id, the course root, an exchange folder (``COURSE_DIR/exchange`` unless
+  ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, and the student-version header;
+- ``source/<notebook stem>/``: one assignment per notebook, holding the notebook and the repository data files
+  it reads (under ``data/``, the same relative path as in the repository);
+- ``student_header.ipynb``: the note nbgrader's ``IncludeHeaderFooter`` puts at the top of every student
+  version (each exercise is nbgrader's ``raise NotImplementedError()`` stub);
+- an empty ``exchange/`` when the exchange is the default one.
+
+It refuses a directory that is not empty, and notebooks that nbgrader would reject or grade wrongly (``check``
+lists why). Then, in ``COURSE_DIR``: ``nbgrader generate_assignment 01_circulant_matrices``,
+``nbgrader release_assignment ...``, ``nbgrader collect ...``, ``nbgrader autograde ...``,
+``nbgrader generate_feedback ...`` (the README's "Teaching with this repository" has the whole sequence).
+
+``check`` runs the static checks on notebooks (default: the repository's), prints every problem and exits 1
+if there is one.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
+import shutil
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
-NOTE_TAG = "ANSWERS_REMOVED"
-NOTE = (
-    f"> **{NOTE_TAG}**: this is the student version. Each exercise's solution was replaced by "
-    '`raise NotImplementedError("Exercise: ...")`; write your code there and run the checker cell after it, '
-    "which tells you what to fix."
+try:
+    import nbformat
+except ImportError as error:  # pragma: no cover - nbformat comes with nbgrader and Jupyter
+    raise ImportError(
+        "c3a_tutorial.assignments needs nbformat and nbgrader: pip install 'c3a-tutorial[course]'"
+    ) from error
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY_NOTEBOOKS = REPOSITORY / "notebooks"
+REPOSITORY_DATA = REPOSITORY / "data"
+COURSE_ID = "c3a-tutorial"
+CELL_TIMEOUT = 1800  # seconds per cell under nbgrader autograde: notebook 05 fine-tunes three models in one cell
+HEADER_NAME = "student_header.ipynb"
+
+# nbgrader's own delimiters (ClearSolutions, ClearHiddenTests): it looks for them *anywhere* in a line of any cell.
+SOLUTION_DELIMITERS = ("BEGIN SOLUTION", "END SOLUTION")
+HIDDEN_TEST_DELIMITERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+# Package functions that read a file of the repository's data/ folder, for the notebooks that call them.
+DATA_LOADERS = {"load_real_update": "minilm_query_delta.npy"}
+# What the data scan never copies: generated at run time, or documentation.
+DATA_EXCLUDED = ("cache/*", "README.md")
+
+HEADER_TEXT = (
+    "> **Student version.** Each exercise's answer has been replaced by `raise NotImplementedError()`, so *Run All* "
+    "stops at the first exercise until you write it. Write your code in place of that line (written questions: "
+    'in place of "YOUR ANSWER HERE"). The locked cell after each exercise checks your answer and says what to '
+    "fix; when grading, it also runs hidden cases (other shapes, other seeds), so solve the exercise in general "
+    "rather than for the visible case. Keep the cells you were given: nbgrader grades them by their ids."
 )
-EXERCISE_LINE = 'raise NotImplementedError("Exercise: write your solution here, then run the checker below.")'
-MARKDOWN_LINE = "YOUR ANSWER HERE"
-REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
-_MARKER = re.compile(r"^(?P<indent>[ \t]*)(?P<marker>### (?:BEGIN|END) SOLUTION)[ \t]*$")
+CONFIG_TEMPLATE = '''\
+"""nbgrader configuration of the C3A course (written by `python -m c3a_tutorial.assignments init`)."""
+
+import os
+
+c = get_config()  # noqa: F821  (nbgrader provides get_config)
+here = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.course_id = {course_id!r}
+c.CourseDirectory.root = here
+# Where release_assignment / fetch_assignment / submit / collect meet. Students use the same path.
+c.Exchange.root = {exchange}
+# The student versions start with this note (nbgrader's IncludeHeaderFooter preprocessor).
+c.IncludeHeaderFooter.header = os.path.join(here, {header!r})
+# Seconds per cell under autograde: nbgrader's default, 30, is too short for notebook 05's fine-tuning.
+c.Execute.timeout = {timeout}
+'''
 
 
-class MarkerError(ValueError):
-    """Solution markers that do not pair up."""
+class NotebookProblems(ValueError):
+    """Notebooks that are not valid nbgrader source notebooks of this course; the message lists every problem."""
 
 
-def strip_solutions(source: str, cell_type: str = "code", where: str = "a cell") -> tuple[str, int]:
-    """``source`` with every solution region replaced; returns ``(new_source, number_of_regions)``.
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
-    A region runs from a line that is exactly ``### BEGIN SOLUTION`` (indentation allowed) to the next
-    ``### END SOLUTION`` line; both markers go too. Code regions become ``raise NotImplementedError(...)``
-    at the BEGIN marker's indentation, markdown regions ``YOUR ANSWER HERE``.
+
+def _where(name: str, index: int, cell) -> str:
+    grade_id = _meta(cell).get("grade_id")
+    return f"{name}: cell {index}" + (f" ({grade_id})" if grade_id else "")
+
+
+def exercises(nb) -> list[tuple[int, str]]:
+    """``(cell index, grade_id)`` of every autograded exercise: a code cell nbgrader treats as a solution cell."""
+    return [
+        (i, _meta(c).get("grade_id", f"cell {i}"))
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and _meta(c).get("solution")
+    ]
+
+
+def points(nb) -> dict[str, float]:
+    """``grade_id -> points`` of every graded cell (autograded test cells and written answers)."""
+    return {_meta(c)["grade_id"]: float(_meta(c).get("points", 0)) for c in nb.cells if _meta(c).get("grade")}
+
+
+def problems(nb, name: str = "notebook") -> list[str]:
+    """Everything that stops ``nb`` from being one of this course's nbgrader source notebooks; ``[]`` if none.
+
+    Checked, as nbgrader 0.9 reads the metadata: every code solution cell is *immediately* followed by its
+    autograder test cell (code, ``grade: true``, ``points > 0``, ``locked: true``, not a solution) with hidden
+    cases; every graded cell has points; every nbgrader cell has a ``grade_id``, unique in the notebook, and
+    ``schema_version`` 3; written answers (markdown solution cells) are graded with points; nbgrader's solution
+    delimiters appear only in solution cells (nbgrader matches them anywhere in a line, markdown included) and
+    are balanced there; hidden-test delimiters only in test cells; and there is at least one exercise.
     """
-    out, regions, inside = [], 0, None
-    for number, line in enumerate(source.splitlines(), start=1):
-        match = _MARKER.match(line)
-        if match is None:
-            if inside is None:
-                out.append(line)
-            continue
-        if match["marker"] == BEGIN:
-            if inside is not None:
-                raise MarkerError(
-                    f"{where}, line {number}: {BEGIN} inside the solution region opened at line {inside}; "
-                    f"close the first region with {END} before opening another."
-                )
-            inside = number
-            regions += 1
-            out.append(match["indent"] + (EXERCISE_LINE if cell_type == "code" else MARKDOWN_LINE))
-        else:
-            if inside is None:
-                raise MarkerError(f"{where}, line {number}: {END} without a {BEGIN} before it.")
-            inside = None
-    if inside is not None:
-        raise MarkerError(f"{where}: the {BEGIN} at line {inside} has no {END}; add one after the solution.")
-    return ("\n".join(out) if regions else source), regions
-
-
-def student_version(notebook):
-    """A student copy of an ``nbformat`` notebook: solutions replaced, outputs cleared, the note added.
-
-    Returns ``(notebook, number_of_exercise_regions)``; the input is not modified.
-    """
-    import copy
-
-    import nbformat
-
-    nb = copy.deepcopy(notebook)
-    regions = 0
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type in ("code", "markdown"):
-            cell.source, found = strip_solutions(cell.source, cell.cell_type, where=f"cell {index}")
-            regions += found
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-            cell.metadata.pop("execution", None)
-        cell.metadata.pop("nbgrader", None)  # a student version is no longer an nbgrader source notebook
-    nb.metadata.pop("widgets", None)  # saved widget state belongs to the solution run
-    if not nb.cells or nb.cells[0].cell_type != "markdown":
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(""))
-    first = nb.cells[0]
-    if NOTE_TAG not in first.source:
-        first.source = f"{NOTE}\n\n{first.source}".rstrip("\n")
-    return nb, regions
-
-
-def mark_for_nbgrader(notebook, name: str) -> int:
-    """Mark every cell holding a solution region as an nbgrader solution cell, in place; returns their number.
-
-    nbgrader's ``generate_assignment`` refuses solution regions in cells without this metadata
-    (``ClearSolutions.enforce_metadata``). ``grade_id`` is ``<name>-exercise-<k>``, unique in the notebook.
-    Cells without a region lose a stale mark. Idempotent.
-    """
-    marked = 0
-    for cell in notebook.cells:
-        has_region = cell.cell_type in ("code", "markdown") and any(
-            (m := _MARKER.match(line)) and m["marker"] == BEGIN for line in cell.source.splitlines()
-        )
-        if has_region:
-            marked += 1
-            cell.metadata["nbgrader"] = {
-                "grade": False,
-                "grade_id": f"{name}-exercise-{marked}",
-                "locked": False,
-                "schema_version": 3,
-                "solution": True,
-                "task": False,
-            }
-        elif cell.metadata.get("nbgrader", {}).get("solution"):
-            del cell.metadata["nbgrader"]
-    return marked
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def build(source_dir: str | Path, out_dir: str | Path, quiet: bool = False) -> dict[str, int]:
-    """Write a student version of every ``*.ipynb`` in ``source_dir`` to ``out_dir``.
-
-    Returns ``{notebook name: number of exercise regions}``. Refuses (``ValueError``, nothing written) when
-    ``out_dir`` is, or lies inside, ``source_dir`` or the repository's ``notebooks/`` folder.
-    """
-    import nbformat
-
-    source_dir, out_dir = Path(source_dir).resolve(), Path(out_dir).resolve()
-    if not source_dir.is_dir():
-        raise ValueError(f"{source_dir} is not a folder; pass the folder that holds the solution notebooks.")
-    for protected in (source_dir, REPOSITORY_NOTEBOOKS):
-        if _inside(out_dir, protected):
-            raise ValueError(
-                f"refusing to write student notebooks into {out_dir}: it would overwrite the solution notebooks "
-                f"in {protected}. Choose another output folder, e.g. `student/`."
+    found: list[str] = []
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(nb.cells):
+        meta, where = _meta(cell), _where(name, i, cell)
+        text = cell.get("source", "")
+        if meta:
+            grade_id = meta.get("grade_id")
+            if not grade_id:
+                found.append(f"{where}: nbgrader cell without a grade_id")
+            elif grade_id in seen:
+                found.append(f"{where}: grade_id {grade_id!r} is used again (first at cell {seen[grade_id]})")
+            else:
+                seen[grade_id] = i
+            if meta.get("schema_version") != 3:
+                found.append(f"{where}: nbgrader schema_version is {meta.get('schema_version')!r}, not 3")
+            if meta.get("grade") and not (isinstance(meta.get("points"), int | float) and meta["points"] > 0):
+                found.append(f"{where}: graded cell without points > 0 (points: {meta.get('points')!r})")
+        if cell.cell_type == "markdown" and meta.get("solution") and not meta.get("grade"):
+            found.append(f"{where}: written answer (markdown solution cell) without grade: true and points")
+        lines = text.splitlines()
+        has_solution_marker = any(d in line for line in lines for d in SOLUTION_DELIMITERS)
+        if has_solution_marker and not meta.get("solution"):
+            kind = "a markdown cell" if cell.cell_type == "markdown" else "a cell that is not a solution cell"
+            found.append(
+                f"{where}: {kind} contains nbgrader's solution delimiter ({' / '.join(SOLUTION_DELIMITERS)}); "
+                "nbgrader would treat it as a solution region. Name the markers without writing them out."
             )
-    paths = sorted(source_dir.glob("*.ipynb"))
-    if not paths:
-        raise ValueError(f"no notebooks (*.ipynb) in {source_dir}.")
-    # Convert everything first, so a marker error in one notebook leaves no half-written folder.
-    students = {}
-    for path in paths:
-        try:
-            students[path.name] = student_version(nbformat.read(path, as_version=4))
-        except MarkerError as err:
-            raise MarkerError(f"{path.name}: {err}") from None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name, (nb, regions) in students.items():
-        nbformat.write(nb, out_dir / name)
-        counts[name] = regions
-        if not quiet:
-            print(f"{name}: {regions} exercise(s) -> {out_dir / name}")
-    return counts
+        elif has_solution_marker:
+            found += [f"{where}: {p}" for p in _unbalanced(lines, SOLUTION_DELIMITERS)]
+        has_hidden = any(d in line for line in lines for d in HIDDEN_TEST_DELIMITERS)
+        if has_hidden and not meta.get("grade"):
+            found.append(f"{where}: hidden-test delimiters in a cell that is not a grade cell")
+        elif has_hidden:
+            found += [f"{where}: {p}" for p in _unbalanced(lines, HIDDEN_TEST_DELIMITERS)]
+    for i, grade_id in exercises(nb):
+        follower = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+        fmeta = _meta(follower) if follower is not None else {}
+        if follower is None or follower.cell_type != "code" or not fmeta.get("grade") or fmeta.get("solution"):
+            found.append(
+                f"{name}: exercise {grade_id} (cell {i}) is not immediately followed by its autograder test cell "
+                "(a code cell with nbgrader grade: true, points and locked: true)"
+            )
+            continue
+        if not fmeta.get("locked"):
+            found.append(f"{_where(name, i + 1, follower)}: the test cell of exercise {grade_id} is not locked")
+        if HIDDEN_TEST_DELIMITERS[0] not in follower.source:
+            found.append(f"{_where(name, i + 1, follower)}: the test cell of exercise {grade_id} has no hidden tests")
+    if not exercises(nb):
+        found.append(f"{name}: no exercise (no code cell with nbgrader solution: true)")
+    return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m c3a_tutorial.assignments", description="Build student versions of the notebooks."
+def _unbalanced(lines: Sequence[str], delimiters: tuple[str, str]) -> list[str]:
+    begin, end = delimiters
+    opened, out = None, []
+    for number, line in enumerate(lines, 1):
+        if begin in line:
+            if opened is not None:
+                out.append(f"{begin} at line {number} inside the region opened at line {opened}")
+            opened = number
+        elif end in line:
+            if opened is None:
+                out.append(f"{end} at line {number} without a {begin}")
+            opened = None
+    if opened is not None:
+        out.append(f"{begin} at line {opened} has no {end}")
+    return out
+
+
+def course_problems(paths: Iterable[Path]) -> list[str]:
+    """``problems`` of every notebook, plus grade_ids used in two notebooks (the gradebook keys on them)."""
+    found, owner = [], {}
+    for path in sorted(Path(p) for p in paths):
+        nb = nbformat.read(path, as_version=4)
+        found += problems(nb, path.name)
+        for cell in nb.cells:
+            grade_id = _meta(cell).get("grade_id")
+            if grade_id and owner.setdefault(grade_id, path.name) != path.name:
+                found.append(f"{path.name}: grade_id {grade_id!r} is also used in {owner[grade_id]}")
+    return found
+
+
+def data_files(nb, data_root: Path = REPOSITORY_DATA) -> list[Path]:
+    """The files of ``data_root`` that ``nb``'s code reads: named (or matched by a glob) in a code cell, or read
+    by a package loader the notebook calls (``DATA_LOADERS``). Generated caches and READMEs are left out."""
+    data_root = Path(data_root)
+    if not data_root.is_dir():
+        return []
+    candidates = sorted(
+        p
+        for p in data_root.rglob("*")
+        if p.is_file() and not any(fnmatch.fnmatch(p.relative_to(data_root).as_posix(), x) for x in DATA_EXCLUDED)
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    build_parser = commands.add_parser("build", help="write student notebooks (solutions removed, outputs cleared)")
-    build_parser.add_argument("source", help="folder of solution notebooks, e.g. notebooks/")
-    build_parser.add_argument("out", help="output folder for the student notebooks (not the source folder)")
-    mark_parser = commands.add_parser("mark", help="add nbgrader solution-cell metadata to notebooks, in place")
-    mark_parser.add_argument("notebooks", nargs="+", help="solution notebooks, e.g. notebooks/*.ipynb")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "build":
-            build(args.source, args.out)
-        else:
-            import nbformat
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    literals = set(re.findall(r"""["']([^"'\n]+)["']""", code))
+    patterns = {Path(s).name for s in literals if "*" in s or "?" in s}
+    wanted = {name for loader, name in DATA_LOADERS.items() if re.search(rf"\b{loader}\s*\(", code)}
+    return [
+        p
+        for p in candidates
+        if p.name in wanted or p.name in code or any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns)
+    ]
 
-            for path in map(Path, args.notebooks):
-                nb = nbformat.read(path, as_version=4)
-                count = mark_for_nbgrader(nb, path.stem)
-                nbformat.write(nb, path)
-                print(f"{path.name}: {count} nbgrader solution cell(s)")
-    except ValueError as err:
-        parser.exit(2, f"error: {err}\n")
-    return 0
+
+def _header_notebook():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(HEADER_TEXT)]
+    return nb
+
+
+def init(
+    course_dir: str | Path,
+    notebooks: str | Path | Sequence[str | Path] = REPOSITORY_NOTEBOOKS,
+    course_id: str = COURSE_ID,
+    exchange: str | Path | None = None,
+    data_root: str | Path = REPOSITORY_DATA,
+) -> dict[str, list[str]]:
+    """Lay out an nbgrader course in ``course_dir``; return ``{assignment: [files in source/<assignment>/]}``.
+
+    ``notebooks`` is a folder (every ``*.ipynb`` in it) or a list of notebooks. Refuses (``FileExistsError``)
+    a ``course_dir`` that exists and is not empty, and (``NotebookProblems``) notebooks with ``problems``,
+    before writing anything.
+    """
+    course = Path(course_dir)
+    if course.exists() and (not course.is_dir() or any(course.iterdir())):
+        raise FileExistsError(
+            f"{course} is not an empty directory; `init` writes a new course and never overwrites one. "
+            "Choose a new directory (or empty this one yourself)."
+        )
+    if isinstance(notebooks, str | Path):
+        folder = Path(notebooks)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"No notebook folder at {folder}: pass --notebooks with the repository's notebooks/ folder."
+            )
+        paths = sorted(folder.glob("*.ipynb"))
+    else:
+        paths = sorted(Path(p) for p in notebooks)
+    if not paths:
+        raise FileNotFoundError(f"No notebooks (*.ipynb) found in {notebooks}")
+    found = course_problems(paths)
+    if found:
+        raise NotebookProblems(
+            "These notebooks are not nbgrader source notebooks of this course; nothing was written:\n  "
+            + "\n  ".join(found)
+        )
+
+    layout: dict[str, list[str]] = {}
+    course.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        assignment = path.stem
+        target = course / "source" / assignment
+        target.mkdir(parents=True)
+        shutil.copy2(path, target / path.name)
+        files = [path.name]
+        for data in data_files(nbformat.read(path, as_version=4), Path(data_root)):
+            relative = Path("data") / data.relative_to(data_root)
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(data, target / relative)
+            files.append(relative.as_posix())
+        layout[assignment] = files
+    nbformat.write(_header_notebook(), course / HEADER_NAME)
+    if exchange is None:
+        (course / "exchange").mkdir()
+        exchange_code = 'os.path.join(here, "exchange")'
+    else:
+        exchange_code = repr(str(Path(exchange).resolve()))
+    (course / "nbgrader_config.py").write_text(
+        CONFIG_TEMPLATE.format(course_id=course_id, exchange=exchange_code, header=HEADER_NAME, timeout=CELL_TIMEOUT)
+    )
+    return layout
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m c3a_tutorial.assignments",
+        description="Lay the course notebooks out as an nbgrader course, or check their nbgrader metadata. "
+        "Everything else is nbgrader's own commands, run in the course directory.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_init = sub.add_parser(
+        "init",
+        help="write a ready nbgrader course directory (config, one assignment per notebook with its data)",
+        description="Write nbgrader_config.py, source/<notebook>/ (notebook + the data it reads), the student "
+        "header and an exchange folder into a new or empty COURSE_DIR. Then run nbgrader there, e.g. "
+        "`cd COURSE_DIR && nbgrader generate_assignment 01_circulant_matrices`.",
+    )
+    p_init.add_argument("course_dir", type=Path, help="a new or empty directory")
+    p_init.add_argument(
+        "--notebooks", type=Path, default=REPOSITORY_NOTEBOOKS, help="folder of source notebooks (default: %(default)s)"
+    )
+    p_init.add_argument("--course-id", default=COURSE_ID, help="nbgrader course id (default: %(default)s)")
+    p_init.add_argument(
+        "--exchange",
+        type=Path,
+        default=None,
+        help="nbgrader exchange folder shared with the students (default: COURSE_DIR/exchange; "
+        "on a JupyterHub, typically /srv/nbgrader/exchange)",
+    )
+    p_check = sub.add_parser(
+        "check",
+        help="check that notebooks are valid nbgrader source notebooks of this course",
+        description="Print every nbgrader metadata problem of the notebooks; exit status 1 if there is one.",
+    )
+    p_check.add_argument("notebooks", nargs="*", type=Path, help="default: the repository's notebooks/*.ipynb")
+    args = parser.parse_args(argv)
+
+    if args.command == "init":
+        try:
+            layout = init(args.course_dir, args.notebooks, course_id=args.course_id, exchange=args.exchange)
+        except (FileExistsError, FileNotFoundError, NotebookProblems) as error:
+            parser.exit(2, f"error: {error}\n")
+        for assignment, files in layout.items():
+            print(f"source/{assignment}/: {', '.join(files)}")
+        print(
+            f"Course written to {args.course_dir}. Next: cd {args.course_dir} && nbgrader generate_assignment "
+            f"{next(iter(layout))}"
+        )
+        return 0
+    paths = args.notebooks or sorted(REPOSITORY_NOTEBOOKS.glob("*.ipynb"))
+    found = course_problems(paths)
+    for problem in found:
+        print(problem)
+    if not found:
+        totals = {Path(p).name: sum(points(nbformat.read(p, as_version=4)).values()) for p in paths}
+        print("OK: " + ", ".join(f"{name} {total:g} points" for name, total in totals.items()))
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = [
+    "COURSE_ID",
+    "NotebookProblems",
+    "course_problems",
+    "data_files",
+    "exercises",
+    "init",
+    "main",
+    "points",
+    "problems",
+]

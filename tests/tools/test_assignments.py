@@ -1,4 +1,5 @@
-"""Student versions: solutions stripped, outputs cleared, and a built notebook stops at its first exercise."""
+"""``python -m c3a_tutorial.assignments``: the static nbgrader checks of the notebooks and the course layout of
+``init``. (The course through the real nbgrader: test_nbgrader_roundtrip.py.)"""
 
 from __future__ import annotations
 
@@ -8,233 +9,272 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from c3a_tutorial.tools import assignments
-from c3a_tutorial.tools.assignments import BEGIN, END, EXERCISE_LINE, NOTE_TAG, MarkerError, build, strip_solutions
+from c3a_tutorial.tools.assignments import NotebookProblems, course_problems, init, problems
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-SOLUTION_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
+from .nbgrader_course import autograder_cell, synthetic_notebook
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+SOURCE_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-def _synthetic_notebook() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    code = nbformat.v4.new_code_cell(
-        f"def square(x):\n    {BEGIN}\n    y = x * x\n    return y\n    {END}\n\n"
-        f"answer = 42\n{BEGIN}\nsecret = 1\n{END}"
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m c3a_tutorial.assignments ARGS`` as a user runs it (a new process: a few seconds)."""
+    return subprocess.run(
+        [sys.executable, "-m", "c3a_tutorial.assignments", *args], cwd=cwd, capture_output=True, text=True
     )
-    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="solution output\n")]
-    code.execution_count = 3
-    nb.cells = [
-        nbformat.v4.new_markdown_cell("# 99 — Title\n\nMention `### BEGIN SOLUTION` inline: not a marker."),
-        nbformat.v4.new_code_cell("x = 1"),
-        code,
-        nbformat.v4.new_markdown_cell(f"Why?\n{BEGIN}\nBecause the spectra multiply.\n{END}"),
+
+
+def _main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The same command line, in this process (``main``), for the tests that do not need a new process."""
+    try:
+        code = assignments.main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+# ------------------------------------------------------------------------------------------- the real notebooks
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_an_nbgrader_source_notebook(path):
+    """Every exercise is a solution cell immediately followed by a locked test cell with points and hidden
+    tests; nbgrader's delimiters only where nbgrader expects them; grade_ids present and unique."""
+    found = problems(nbformat.read(path, as_version=4), path.name)
+    assert not found, "\n".join(found)
+
+
+def test_grade_ids_are_unique_across_notebooks():
+    found = [p for p in course_problems(SOURCE_NOTEBOOKS) if "is also used in" in p]
+    assert not found, "\n".join(found)
+
+
+def test_check_command_accepts_the_repository_notebooks(capsys):
+    result = _main(capsys, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: ") and "points" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ synthetic notebooks
+def test_synthetic_notebook_has_no_problems():
+    assert problems(synthetic_notebook(), "99_synthetic.ipynb") == []
+    assert [g for _, g in assignments.exercises(synthetic_notebook())] == ["nb99_ex1_solution", "nb99_ex2_solution"]
+    assert assignments.points(synthetic_notebook()) == {"nb99_ex1_test": 2, "nb99_ex2_test": 1, "nb99_q1_answer": 1}
+
+
+def test_an_exercise_without_its_test_cell_is_named():
+    nb = synthetic_notebook()
+    del nb.cells[3]  # nb99_ex1_test
+    found = problems(nb, "99_synthetic.ipynb")
+    assert found == [
+        "99_synthetic.ipynb: exercise nb99_ex1_solution (cell 2) is not immediately followed by its autograder "
+        "test cell (a code cell with nbgrader grade: true, points and locked: true)"
     ]
-    return nb
 
 
-def test_strip_solutions_replaces_each_region_at_its_indentation():
-    source = _synthetic_notebook().cells[2].source
-    stripped, regions = strip_solutions(source)
-    assert regions == 2
-    assert stripped.splitlines() == [
-        "def square(x):",
-        f"    {EXERCISE_LINE}",
-        "",
-        "answer = 42",
-        EXERCISE_LINE,
-    ]
-    assert "x * x" not in stripped and "secret" not in stripped
-    compile(stripped, "<student cell>", "exec")  # still valid Python
-
-
-def test_strip_solutions_leaves_cells_without_markers_alone():
-    source = "print('### BEGIN SOLUTION is only a marker on a line of its own')\n"
-    assert strip_solutions(source) == (source, 0)
+def test_a_test_cell_after_an_unrelated_cell_does_not_count():
+    nb = synthetic_notebook()
+    nb.cells.insert(3, new_code_cell("print('in between')"))
+    assert any("exercise nb99_ex1_solution (cell 2) is not immediately followed" in p for p in problems(nb, "nb"))
 
 
 @pytest.mark.parametrize(
-    ("source", "message"),
+    ("change", "message"),
     [
-        (f"{BEGIN}\nx = 1", "has no ### END SOLUTION"),
-        (f"x = 1\n{END}", "without a ### BEGIN SOLUTION"),
-        (f"{BEGIN}\n{BEGIN}\n{END}", "inside the solution region opened at line 1"),
+        (lambda m: m.update(locked=False), "the test cell of exercise nb99_ex1_solution is not locked"),
+        (lambda m: m.pop("points"), "graded cell without points > 0 (points: None)"),
+        (lambda m: m.update(points=0), "graded cell without points > 0 (points: 0)"),
+        (lambda m: m.update(grade=False), "exercise nb99_ex1_solution (cell 2) is not immediately followed"),
+        (lambda m: m.update(grade_id="nb99_ex2_test"), "grade_id 'nb99_ex2_test' is used again (first at cell 3)"),
+        (lambda m: m.update(schema_version=1), "schema_version is 1, not 3"),
     ],
+    ids=["unlocked", "no-points", "zero-points", "not-graded", "duplicate-id", "schema"],
 )
-def test_unbalanced_markers_are_reported_with_their_line(source, message):
-    with pytest.raises(MarkerError, match=message):
-        strip_solutions(source, where="cell 7")
+def test_test_cell_metadata_problems(change, message):
+    nb = synthetic_notebook()
+    change(nb.cells[3].metadata["nbgrader"])
+    found = problems(nb, "nb")
+    assert any(message in p for p in found), found
 
 
-def test_student_version_of_a_synthetic_notebook():
-    solution = _synthetic_notebook()
-    student, regions = assignments.student_version(solution)
-    assert regions == 3  # two code regions, one markdown region
-    assert student.cells[0].source.startswith(f"> **{NOTE_TAG}**")
-    assert (
-        "# 99 — Title" in student.cells[0].source and "Mention `### BEGIN SOLUTION` inline" in student.cells[0].source
-    )
-    assert all(not c.outputs and c.execution_count is None for c in student.cells if c.cell_type == "code")
-    assert "Because the spectra multiply" not in student.cells[3].source
-    assert assignments.MARKDOWN_LINE in student.cells[3].source
-    assert solution.cells[2].outputs, "the input notebook must not be modified"
-    nbformat.validate(student)
+def test_a_test_cell_without_hidden_tests_is_named():
+    nb = synthetic_notebook()
+    nb.cells[3].source = "check_double(double)"
+    assert problems(nb, "nb") == [
+        "nb: cell 3 (nb99_ex1_test): the test cell of exercise nb99_ex1_solution has no hidden tests"
+    ]
 
 
-def test_build_is_idempotent_and_refuses_the_source_folder(tmp_path, capsys):
-    source = tmp_path / "solutions"
-    source.mkdir()
-    nbformat.write(_synthetic_notebook(), source / "99_synthetic.ipynb")
-    out = tmp_path / "student"
-    assert build(source, out) == {"99_synthetic.ipynb": 3}
-    assert "99_synthetic.ipynb: 3 exercise(s)" in capsys.readouterr().out
-    first = (out / "99_synthetic.ipynb").read_bytes()
-    build(source, out)
-    assert (out / "99_synthetic.ipynb").read_bytes() == first, "building twice changed the output"
-    again = tmp_path / "again"
-    assert build(out, again) == {"99_synthetic.ipynb": 0}  # a student version has nothing left to strip
-    assert (again / "99_synthetic.ipynb").read_bytes() == first, "building from a student version changed it"
-    assert first.count(NOTE_TAG.encode()) == 1
-
-    for target in (source, source / "sub"):
-        with pytest.raises(ValueError, match="refusing to write student notebooks"):
-            build(source, target)
-    assert sorted(p.name for p in source.iterdir()) == ["99_synthetic.ipynb"]
+@pytest.mark.parametrize("cell_type", ["markdown", "code"])
+def test_solution_delimiters_outside_solution_cells_are_refused(cell_type):
+    """nbgrader finds its delimiters anywhere in a line, so prose quoting them breaks generate_assignment."""
+    nb = synthetic_notebook()
+    make = new_markdown_cell if cell_type == "markdown" else new_code_cell
+    nb.cells.insert(1, make("Answers go between `### BEGIN SOLUTION` and `### END SOLUTION`."))
+    found = problems(nb, "nb")
+    assert len(found) == 1 and found[0].startswith("nb: cell 1: ") and "solution delimiter" in found[0], found
+    # Naming the markers without writing them out is fine.
+    nb.cells[1].source = "Answers go between nbgrader's BEGIN and END solution markers."
+    assert problems(nb, "nb") == []
 
 
-def test_build_refuses_to_write_into_the_repository_notebooks(tmp_path):
-    source = tmp_path / "solutions"
-    source.mkdir()
-    nbformat.write(_synthetic_notebook(), source / "99_synthetic.ipynb")
-    before = {p.name: p.stat().st_mtime_ns for p in NOTEBOOKS.iterdir()}
-    with pytest.raises(ValueError, match="overwrite the solution notebooks"):
-        build(source, NOTEBOOKS)
-    assert {p.name: p.stat().st_mtime_ns for p in NOTEBOOKS.iterdir()} == before
-    # The command line says so too, with a non-zero exit status.
-    result = subprocess.run(
-        [sys.executable, "-m", "c3a_tutorial.assignments", "build", str(NOTEBOOKS), str(NOTEBOOKS)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and "refusing to write student notebooks" in result.stderr
-    assert {p.name: p.stat().st_mtime_ns for p in NOTEBOOKS.iterdir()} == before
+def test_unbalanced_delimiters_and_stray_hidden_tests_are_named():
+    nb = synthetic_notebook()
+    nb.cells[2].source = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x"
+    nb.cells[1].source += "\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS"
+    found = problems(nb, "nb")
+    assert "nb: cell 2 (nb99_ex1_solution): BEGIN SOLUTION at line 2 has no END SOLUTION" in found
+    assert "nb: cell 1: hidden-test delimiters in a cell that is not a grade cell" in found
 
 
-def test_build_names_the_notebook_with_broken_markers(tmp_path):
-    nb = _synthetic_notebook()
-    nb.cells[1].source = f"{BEGIN}\nx = 1"
-    (tmp_path / "src").mkdir()
-    nbformat.write(nb, tmp_path / "src" / "98_broken.ipynb")
-    with pytest.raises(MarkerError, match=r"98_broken.ipynb: cell 1\b.*has no ### END SOLUTION"):
-        build(tmp_path / "src", tmp_path / "out")
-    assert not (tmp_path / "out").exists(), "nothing may be written when a notebook's markers are broken"
+def test_written_answers_must_carry_points():
+    nb = synthetic_notebook()
+    meta = nb.cells[7].metadata["nbgrader"]
+    meta.update(grade=False)
+    meta.pop("points")
+    assert problems(nb, "nb") == [
+        "nb: cell 7 (nb99_q1_answer): written answer (markdown solution cell) without grade: true and points"
+    ]
 
 
-@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=lambda p: p.name)
-def test_every_exercise_is_followed_by_a_checker(path):
-    nb = nbformat.read(path, as_version=4)
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or BEGIN not in cell.source:
-            continue
-        after = cell.source.split(END)[-1]
-        following = next((c.source for c in nb.cells[index + 1 :] if c.cell_type == "code"), "")
-        assert "check" in after or "checks.check_" in following, (
-            f"{path.name}, cell {index}: an exercise without a checker call after it (c3a_tutorial.checks)"
-        )
+def test_a_notebook_without_exercises_is_refused():
+    nb = synthetic_notebook()
+    nb.cells = nb.cells[:2]
+    assert problems(nb, "nb") == ["nb: no exercise (no code cell with nbgrader solution: true)"]
 
 
-@pytest.fixture(scope="module")
-def student_notebooks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("student")
-    result = subprocess.run(
-        [sys.executable, "-m", "c3a_tutorial.assignments", "build", str(NOTEBOOKS), str(out)],
-        capture_output=True,
-        text=True,
-    )
+def test_grade_ids_shared_by_two_notebooks_are_named(tmp_path):
+    nbformat.write(synthetic_notebook(), tmp_path / "98_a.ipynb")
+    nbformat.write(synthetic_notebook(), tmp_path / "99_b.ipynb")
+    found = course_problems(sorted(tmp_path.glob("*.ipynb")))
+    assert "99_b.ipynb: grade_id 'nb99_ex1_solution' is also used in 98_a.ipynb" in found
+    assert len(found) == 5  # every grade_id of the second notebook
+
+
+def test_check_command_reports_problems_with_exit_status_1(tmp_path, capsys):
+    nb = synthetic_notebook()
+    del nb.cells[3]
+    nbformat.write(nb, tmp_path / "99_broken.ipynb")
+    result = _main(capsys, "check", str(tmp_path / "99_broken.ipynb"))
+    assert result.returncode == 1
+    assert "99_broken.ipynb: exercise nb99_ex1_solution (cell 2) is not immediately followed" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------------- init
+def _data_root(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    for name in ("results/bench_cpu.json", "results/bench_gpu.json", "results/lr_sweep.json", "delta.npy"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text(name)
+    (data / "cache").mkdir()
+    (data / "cache" / "bench_cache.json").write_text("generated")
+    (data / "README.md").write_text("docs")
+    return data
+
+
+def test_data_files_are_the_ones_the_code_reads(tmp_path, monkeypatch):
+    data = _data_root(tmp_path)
+    monkeypatch.setitem(assignments.DATA_LOADERS, "load_delta", "delta.npy")
+    nb = synthetic_notebook()
+    assert assignments.data_files(nb, data) == []
+    nb.cells.insert(1, new_code_cell('paths = glob.glob(os.path.join("..", "data", "results", "bench*.json"))'))
+    assert [p.name for p in assignments.data_files(nb, data)] == ["bench_cpu.json", "bench_gpu.json"]
+    nb.cells.insert(1, new_code_cell("delta = load_delta()\n"))
+    nb.cells.insert(1, new_markdown_cell("The sweep is in `lr_sweep.json` (prose does not count)."))
+    names = [p.relative_to(data).as_posix() for p in assignments.data_files(nb, data)]
+    assert names == ["delta.npy", "results/bench_cpu.json", "results/bench_gpu.json"]
+
+
+def test_init_lays_out_a_course(tmp_path):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    first = synthetic_notebook()
+    first.cells.insert(1, new_code_cell('sweep = json.load(open("data/results/lr_sweep.json"))'))
+    nbformat.write(first, notebooks / "01_first.ipynb")
+    second = synthetic_notebook()
+    for cell in second.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata["nbgrader"]["grade_id"] = cell.metadata["nbgrader"]["grade_id"].replace("nb99", "nb98")
+    nbformat.write(second, notebooks / "02_second.ipynb")
+
+    course = tmp_path / "course"
+    layout = init(course, notebooks, data_root=_data_root(tmp_path))
+    assert layout == {"01_first": ["01_first.ipynb", "data/results/lr_sweep.json"], "02_second": ["02_second.ipynb"]}
+    files = sorted(p.relative_to(course).as_posix() for p in course.rglob("*") if p.is_file())
+    assert files == [
+        "nbgrader_config.py",
+        "source/01_first/01_first.ipynb",
+        "source/01_first/data/results/lr_sweep.json",
+        "source/02_second/02_second.ipynb",
+        "student_header.ipynb",
+    ]
+    assert (course / "exchange").is_dir()
+    assert (course / "source/01_first/01_first.ipynb").read_bytes() == (notebooks / "01_first.ipynb").read_bytes()
+    config = (course / "nbgrader_config.py").read_text()
+    compile(config, "nbgrader_config.py", "exec")
+    assert "c.CourseDirectory.course_id = 'c3a-tutorial'" in config
+    assert f"c.Execute.timeout = {assignments.CELL_TIMEOUT}" in config
+    header = nbformat.read(course / "student_header.ipynb", as_version=4)
+    assert [c.source for c in header.cells] == [assignments.HEADER_TEXT]
+
+
+def test_init_config_is_what_nbgrader_reads(tmp_path):
+    """The config file, loaded as nbgrader loads it (traitlets' Python config loader, with __file__ set)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    nbformat.write(synthetic_notebook(), notebooks / "99_synthetic.ipynb")
+    course = tmp_path / "course"
+    init(course, notebooks, exchange=tmp_path / "shared-exchange")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    assert config.CourseDirectory.root == str(course.resolve())
+    assert config.Exchange.root == str((tmp_path / "shared-exchange").resolve())
+    assert config.IncludeHeaderFooter.header == str(course.resolve() / "student_header.ipynb")
+    assert not (course / "exchange").exists(), "with --exchange, no course-local exchange folder"
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path, capsys):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    nbformat.write(synthetic_notebook(), notebooks / "99_synthetic.ipynb")
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "grades.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not an empty directory; `init` writes a new course"):
+        init(course, notebooks)
+    result = _cli("init", str(course), "--notebooks", str(notebooks))
+    assert result.returncode == 2
+    assert "is not an empty directory; `init` writes a new course and never overwrites one" in result.stderr
+    assert sorted(p.name for p in course.iterdir()) == ["grades.txt"]
+    assert (course / "grades.txt").read_text() == "keep me"
+    # An empty directory is fine.
+    (course / "grades.txt").unlink()
+    result = _main(capsys, "init", str(course), "--notebooks", str(notebooks))
     assert result.returncode == 0, result.stderr
-    return out
+    assert "source/99_synthetic/: 99_synthetic.ipynb" in result.stdout
 
 
-def test_every_notebook_has_exercises():
-    counts = {p.name: assignments.student_version(nbformat.read(p, as_version=4))[1] for p in SOLUTION_NOTEBOOKS}
-    assert counts and all(counts.values()), f"notebooks without nbgrader solution regions: {counts}"
+def test_init_refuses_notebooks_nbgrader_would_mishandle_and_writes_nothing(tmp_path, capsys):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    nb = synthetic_notebook()
+    nb.cells[3] = autograder_cell("nb99_ex1_test", "check_double(double)", points=2)  # no hidden tests
+    nbformat.write(nb, notebooks / "99_synthetic.ipynb")
+    with pytest.raises(NotebookProblems, match="nb99_ex1_solution has no hidden tests"):
+        init(tmp_path / "course", notebooks)
+    assert not (tmp_path / "course").exists()
+    result = _main(capsys, "init", str(tmp_path / "course"), "--notebooks", str(notebooks))
+    assert result.returncode == 2 and "nothing was written" in result.stderr
+    result = _main(capsys, "init", str(tmp_path / "course"), "--notebooks", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "No notebook folder" in result.stderr
 
 
-def _execute_until_error(student, first_exercise: int) -> int:
-    """Run ``student`` with nbclient as "Run All" would; return the index of the cell that raised."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    client = NotebookClient(
-        student, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-    )
-    with pytest.raises(CellExecutionError) as error:
-        client.execute()
-    assert error.value.ename == "NotImplementedError", error.value
-    assert "Exercise:" in error.value.evalue
-    failed = [i for i, c in enumerate(student.cells) if any(o.output_type == "error" for o in c.get("outputs", []))]
-    # An exercise that defines a function raises when its checker (the next code cell) calls it.
-    checker = next(i for i in range(first_exercise + 1, len(student.cells)) if student.cells[i].cell_type == "code")
-    assert failed in ([first_exercise], [checker]), (
-        f"expected the error at cell {first_exercise} or {checker}: {failed}"
-    )
-    later = [c for c in student.cells[failed[0] + 1 :] if c.cell_type == "code"]
-    assert all(c.execution_count is None for c in later), "cells after the first exercise ran"
-    return failed[0]
-
-
-def _first_exercise(student) -> int:
-    return next(i for i, c in enumerate(student.cells) if c.cell_type == "code" and EXERCISE_LINE in c.source)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=lambda p: p.name)
-def test_student_notebook_stops_at_its_first_exercise(path, student_notebooks):
-    """Each notebook's first exercise, run after the notebook's set-up and imports, stops a student's run.
-
-    (Cells between the imports and the exercise are left out to keep CI fast: every notebook's exercises
-    depend only on its imports. ``test_whole_student_notebook_stops_at_its_first_exercise`` runs one whole.)
-    """
-    student = nbformat.read(student_notebooks / path.name, as_version=4)
-    assert NOTE_TAG in student.cells[0].source
-    assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code"), "outputs were not cleared"
-    first = _first_exercise(student)
-    checker = next(i for i in range(first + 1, len(student.cells)) if student.cells[i].cell_type == "code")
-    student.cells = student.cells[:3] + student.cells[first : checker + 1] + student.cells[checker + 1 :]
-    _execute_until_error(student, 3)
-
-
-@pytest.mark.slow
-def test_whole_student_notebook_stops_at_its_first_exercise(student_notebooks):
-    student = nbformat.read(student_notebooks / SOLUTION_NOTEBOOKS[0].name, as_version=4)
-    _execute_until_error(student, _first_exercise(student))
-
-
-def test_mark_for_nbgrader_marks_solution_cells_only_and_is_idempotent():
-    nb = _synthetic_notebook()
-    nb.cells[1].metadata["nbgrader"] = {"solution": True, "grade_id": "stale"}  # no region any more
-    assert assignments.mark_for_nbgrader(nb, "99_synthetic") == 2
-    marks = [c.metadata.get("nbgrader") for c in nb.cells]
-    assert marks[0] is None and marks[1] is None, "cells without a solution region must not be solution cells"
-    assert [m["grade_id"] for m in marks[2:]] == ["99_synthetic-exercise-1", "99_synthetic-exercise-2"]
-    assert all(m["solution"] and not m["grade"] and m["schema_version"] == 3 for m in marks[2:])
-    before = nbformat.writes(nb)
-    assignments.mark_for_nbgrader(nb, "99_synthetic")
-    assert nbformat.writes(nb) == before
-    student, _ = assignments.student_version(nb)
-    assert not any("nbgrader" in c.metadata for c in student.cells)
-
-
-# Notebooks whose solution cells carry nbgrader metadata (`python -m c3a_tutorial.assignments mark ...`).
-NBGRADER_MARKED = SOLUTION_NOTEBOOKS
-
-
-@pytest.mark.parametrize("path", NBGRADER_MARKED, ids=lambda p: p.name)
-def test_solution_cells_carry_nbgrader_metadata(path):
-    nb = nbformat.read(path, as_version=4)
-    expected = nbformat.writes(nb)
-    assert assignments.mark_for_nbgrader(nb, path.stem) > 0
-    assert nbformat.writes(nb) == expected, (
-        f"{path.name}: solution cells lack nbgrader metadata; run `python -m c3a_tutorial.assignments mark {path}`"
-    )
+def test_the_old_commands_are_gone(capsys):
+    """build/mark were a second implementation of nbgrader; the course now uses nbgrader's own commands."""
+    for command in ("build", "mark"):
+        result = _main(capsys, command, "notebooks/")
+        assert result.returncode == 2 and "invalid choice" in result.stderr
