@@ -1,29 +1,119 @@
-"""Fit a C3A or LoRA update to a target matrix by gradient descent: how expressive is each budget?
+"""How well can a C3A or a LoRA update fit a target matrix ``T``? Exactly, and by gradient descent.
 
-Used by notebook 03's expressivity experiment and by ``python -m c3a_tutorial.demo``. The fit
-minimises the relative Frobenius error ``‖ΔW − T‖ / ‖T‖`` with Adam.
+Both families are judged by the relative Frobenius error ``‖ΔW − T‖ / ‖T‖``.
+
+* **C3A, exactly.** Block-circulant matrices with block size ``b`` form a linear subspace of dimension
+  ``d_out · d_in / b``, so the best fit is the orthogonal projection of ``T`` onto it: in every ``b × b``
+  block, the kernel entry ``k`` is the mean of the block along its ``k``-th wrapped diagonal
+  (``best_c3a_kernel``). An i.i.d. random target keeps, on average, the fraction ``1/b`` of its energy
+  (the subspace holds ``1/b`` of all dimensions), so its relative error is about ``√(1 − 1/b)``.
+* **LoRA, exactly.** The best matrix of rank ``≤ r`` is the truncated SVD (Eckart–Young): it keeps the top
+  ``r`` singular values, so the error is ``√(Σ_{i>r} σ_i²) / ‖T‖`` (``best_lora_update``).
+* **Either, by Adam** (``fit_update``): what training does. C3A's problem is a convex least-squares
+  problem, so Adam's fits tend to the projection; LoRA's is not convex but has no spurious local minima, and
+  Adam's fits tend to the truncated SVD. Tests check both limits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..c3a.block_circulant import block_circulant
-from ..c3a.counting import check_block_size, lora_parameter_count, matrix_rank
+from ..c3a.counting import (
+    c3a_parameter_count,
+    check_block_size,
+    check_positive_int,
+    lora_parameter_count,
+    matrix_rank,
+)
 
 
 @dataclass
 class FitResult:
+    """One fitted update and how good it is.
+
+    ``method`` is ``"c3a"`` or ``"lora"``; ``setting`` says ``"b=16"`` or ``"r=4"``; ``parameters`` is the
+    number of trainable numbers that setting costs; ``delta_weight`` is the fitted ``ΔW`` (a float tensor,
+    ``d_out × d_in``); ``relative_error`` is ``‖ΔW − T‖ / ‖T‖``; ``rank`` is ``matrix_rank(ΔW)``; ``losses`` is
+    the relative error after every Adam step (empty for an exact fit). ``energy_captured`` is
+    ``1 − relative_error²``: for an exact fit (an orthogonal projection) it equals ``‖ΔW‖² / ‖T‖²``.
+    """
+
     method: str
-    setting: str  # "b=16" or "r=4"
+    setting: str
     parameters: int
     delta_weight: torch.Tensor
     relative_error: float
     rank: int
     losses: list[float]
+
+    @property
+    def energy_captured(self) -> float:
+        return 1.0 - self.relative_error**2
+
+
+def _as_float64(target) -> np.ndarray:
+    if isinstance(target, torch.Tensor):
+        target = target.detach().cpu().numpy()
+    target = np.asarray(target, dtype=np.float64)
+    if target.ndim != 2:
+        raise ValueError(f"target must be a (d_out, d_in) matrix, got shape {target.shape}.")
+    if not np.any(target):
+        raise ValueError("target is all zeros: the relative error ‖ΔW − T‖ / ‖T‖ is undefined. Use a non-zero T.")
+    return target
+
+
+def best_c3a_kernel(target, block_size: int) -> np.ndarray:
+    """The kernel of the block-circulant matrix nearest ``target`` (Frobenius norm): its orthogonal projection.
+
+    Block ``(i, j)`` of a block-circulant matrix holds ``kernel[i, j, k]`` at every ``(p, q)`` with
+    ``p − q ≡ k (mod b)``: the ``k``-th wrapped diagonal. Least squares over those ``b`` equal entries gives
+    their mean, so ``kernel[i, j, k] = mean_p T_ij[p, (p − k) mod b]``. Returns a float64 array of shape
+    ``(d_out // b, d_in // b, b)``.
+    """
+    t = _as_float64(target)
+    d_out, d_in = t.shape
+    b = block_size
+    check_block_size(d_in, d_out, b, layer="the target")
+    blocks = t.reshape(d_out // b, b, d_in // b, b).transpose(0, 2, 1, 3)  # (i, j, p, q)
+    p = np.arange(b)[:, None]
+    q = (p - np.arange(b)[None, :]) % b  # q[p, k] = (p - k) mod b
+    return blocks[:, :, p, q].mean(axis=2)  # (i, j, k)
+
+
+def project_block_circulant(target, block_size: int) -> np.ndarray:
+    """The orthogonal projection of ``target`` onto the block-circulant matrices: ``block_circulant(best kernel)``."""
+    return block_circulant(best_c3a_kernel(target, block_size))
+
+
+def best_lora_update(target, rank: int) -> np.ndarray:
+    """The best ``ΔW`` of rank ``≤ r`` (Eckart–Young): the SVD of ``target`` truncated to its top ``r`` terms."""
+    t = _as_float64(target)
+    check_positive_int(rank=rank)
+    u, s, vt = np.linalg.svd(t, full_matrices=False)
+    return (u[:, :rank] * s[:rank]) @ vt[:rank]
+
+
+def _result(method: str, setting: str, parameters: int, delta: np.ndarray, target: np.ndarray) -> FitResult:
+    error = float(np.linalg.norm(delta - target) / np.linalg.norm(target))
+    return FitResult(method, setting, parameters, torch.from_numpy(delta), error, matrix_rank(delta), [])
+
+
+def best_c3a_fit(target, block_size: int) -> FitResult:
+    """The exact best C3A fit to ``target`` at block size ``b`` (``project_block_circulant``), as a ``FitResult``."""
+    t = _as_float64(target)
+    delta = project_block_circulant(t, block_size)
+    return _result("c3a", f"b={block_size}", c3a_parameter_count(*t.shape, block_size), delta, t)
+
+
+def best_lora_fit(target, rank: int) -> FitResult:
+    """The exact best LoRA fit to ``target`` at rank ``r`` (truncated SVD), as a ``FitResult``."""
+    t = _as_float64(target)
+    return _result("lora", f"r={rank}", lora_parameter_count(*t.shape, rank), best_lora_update(t, rank), t)
 
 
 def fit_update(
@@ -36,7 +126,12 @@ def fit_update(
     seed: int = 0,
     progress: bool = True,
 ) -> FitResult:
-    """Fit ``ΔW`` (C3A with ``block_size`` or LoRA with ``rank``) to ``target`` (``d_out × d_in``)."""
+    """Fit ``ΔW`` (C3A with ``block_size`` or LoRA with ``rank``) to ``target`` (``d_out × d_in``) with Adam.
+
+    ``steps`` Adam steps at learning rate ``lr`` with a cosine schedule, on the relative error. C3A starts
+    from a zero kernel; LoRA from small random factors (seeded by ``seed``). Compare with the exact fits
+    ``best_c3a_fit`` and ``best_lora_fit``, which this approaches as ``steps`` grows.
+    """
     if target.dim() != 2:
         raise ValueError(f"target must be a (d_out, d_in) matrix, got shape {tuple(target.shape)}.")
     target = target.detach().cpu().to(torch.float32)  # small fits: the CPU, whatever device T came from

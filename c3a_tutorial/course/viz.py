@@ -1,13 +1,9 @@
-"""Plots and the two interactive widgets of notebooks 01 and 03.
+"""Plots of notebooks 01 and 03, notebook 01's widget, and what every widget shares.
 
-Every widget here is thin wiring. What a widget *shows* is computed by a pure function that the unit
-tests call directly:
-
-* ``circulant_view(n, kernel)`` → the matrix, its DFT spectrum, its rank and the read-out text of
-  notebook 01's widget, ``circulant_widget()``;
-* ``explorer_state(d_in, d_out, b, r, same_budget)`` → parameter counts, maximal and numerical ranks,
-  singular values of a random C3A ``ΔW`` and a random LoRA ``ΔW``, and the read-out text of notebook 03's
-  rank/parameter explorer, ``rank_parameter_explorer()``.
+Every widget is thin wiring. What a widget *shows* is computed by a pure function that the unit tests call
+directly: ``circulant_view(n, kernel)`` → the matrix, its DFT spectrum, its rank and the read-out text of
+notebook 01's widget, ``circulant_widget()``. Notebook 03's rank/parameter explorer lives in ``explorer.py``
+(its pure function is ``explorer_state``).
 
 The widgets use core ipywidgets 8 only and draw figures as PNG images inside an ``Output`` widget, so they
 work in JupyterLab, Notebook 7 and Colab alike. CSS classes (``c3a-readout``, ``c3a-figure``,
@@ -18,22 +14,14 @@ from __future__ import annotations
 
 import html
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..c3a.block_circulant import block_circulant
 from ..c3a.circulant import circulant
-from ..c3a.counting import (
-    c3a_max_rank,
-    c3a_parameter_count,
-    check_block_size,
-    lora_max_rank,
-    lora_parameter_count,
-    lora_rank_for_budget,
-    nearest_block_size,
-    valid_block_sizes,
-)
+from ..c3a.counting import matrix_rank
+from .spectral import frequency_block_diagonal
 
 # ---------------------------------------------------------------------------------------------------------
 # Notebook 01: one circulant, its spectrum and its rank
@@ -80,7 +68,7 @@ class CirculantView:
     matrix: np.ndarray
     spectrum: np.ndarray  # fft(kernel): the eigenvalues
     nonzero: np.ndarray  # bool mask of the non-zero DFT coefficients
-    rank: int  # np.linalg.matrix_rank(matrix)
+    rank: int  # matrix_rank(matrix), NumPy's rule
     readout: str  # HTML
 
     @property
@@ -88,17 +76,20 @@ class CirculantView:
         return len(self.kernel)
 
 
-def circulant_view(n: int, kernel: str = "random", tol: float = 1e-9) -> CirculantView:
+def circulant_view(n: int, kernel: str = "random", tol: float | None = None) -> CirculantView:
     """The circulant of the preset ``kernel`` of length ``n``, its spectrum, its rank and a read-out.
 
-    ``tol`` is relative to the largest ``|fft(c)|``: smaller coefficients count as zero.
+    ``tol`` is relative to the largest ``|fft(c)|``: smaller coefficients count as zero. Its default is the one
+    tolerance ``matrix_rank`` uses, ``n · eps``: the singular values of a circulant are ``|fft(c)|``, so the
+    count of non-zero coefficients and the rank then agree by construction.
     """
     c = preset_kernel(kernel, n)
     matrix = circulant(c)
     spectrum = np.fft.fft(c)
+    tol = n * np.finfo(float).eps if tol is None else tol
     scale = np.abs(spectrum).max()
     nonzero = np.abs(spectrum) > tol * scale if scale > 0 else np.zeros(n, dtype=bool)
-    rank = int(np.linalg.matrix_rank(matrix))
+    rank = matrix_rank(matrix, rtol=tol)
     zero_freqs = [int(k) for k in np.flatnonzero(~nonzero)]
     readout = (
         f"<b>n = {n}</b>, kernel: {html.escape(kernel)}<br>"
@@ -151,141 +142,6 @@ def plot_circulants(kernels, titles=None):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def c3a_singular_values(kernel: np.ndarray) -> np.ndarray:
-    """Singular values of ``block_circulant(kernel)``, largest first, from its ``b`` frequency blocks.
-
-    The DFT (made unitary) turns the block-circulant matrix into ``b`` independent ``(d_out/b) × (d_in/b)``
-    blocks ``fft(kernel)[:, :, f]``; the singular values are theirs, pooled. Far cheaper than a dense SVD.
-    """
-    spectra = np.fft.fft(np.asarray(kernel, dtype=float), axis=-1).transpose(2, 0, 1)
-    return np.sort(np.linalg.svd(spectra, compute_uv=False).ravel())[::-1]
-
-
-def lora_singular_values(B: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """All ``min(d_out, d_in)`` singular values of ``B @ A``, largest first (zeros beyond the rank).
-
-    ``B A = Q_B R_B R_Aᵀ Q_Aᵀ`` with orthonormal ``Q``s, so only the small ``R_B R_Aᵀ`` needs an SVD.
-    """
-    _, r_b = np.linalg.qr(B)
-    _, r_a = np.linalg.qr(A.T)
-    s = np.linalg.svd(r_b @ r_a.T, compute_uv=False)
-    full = np.zeros(min(B.shape[0], A.shape[1]))
-    full[: min(len(s), len(full))] = np.sort(s)[::-1][: len(full)]
-    return full
-
-
-def _numerical_rank(s: np.ndarray, size: int) -> int:
-    # NumPy's matrix_rank rule: singular values above max(shape) · eps · σ_max.
-    return int((s > size * np.finfo(float).eps * s[0]).sum()) if len(s) and s[0] > 0 else 0
-
-
-@dataclass
-class ExplorerState:
-    """Everything the rank/parameter explorer shows for one setting."""
-
-    d_in: int
-    d_out: int
-    b: int
-    r: int  # the LoRA rank compared (the budget rank in same-budget mode)
-    same_budget: bool
-    budget_rank: int  # the largest LoRA rank with no more parameters than C3A at this b
-    c3a_parameters: int
-    lora_parameters: int
-    c3a_max_rank: int
-    lora_max_rank: int
-    c3a_rank: int  # numerical rank of a random C3A ΔW
-    lora_rank: int  # numerical rank of a random LoRA ΔW
-    c3a_singular_values: np.ndarray = field(repr=False)
-    lora_singular_values: np.ndarray = field(repr=False)
-    readout: str = field(repr=False, default="")
-
-    def summary(self) -> str:
-        """Plain-text version of the read-out, for printing in a notebook."""
-        return (
-            f"d_out x d_in = {self.d_out} x {self.d_in}, b = {self.b}, r = {self.r}"
-            f"{' (same budget)' if self.same_budget else ''}\n"
-            f"  C3A : {self.c3a_parameters:>9,} parameters, max rank {self.c3a_max_rank:>5}, "
-            f"random ΔW rank {self.c3a_rank}\n"
-            f"  LoRA: {self.lora_parameters:>9,} parameters, max rank {self.lora_max_rank:>5}, "
-            f"random ΔW rank {self.lora_rank}\n"
-            f"  same-budget LoRA rank at b = {self.b}: r = {self.budget_rank}"
-        )
-
-
-def explorer_state(d_in: int, d_out: int, b: int, r: int, same_budget: bool = False, seed: int = 0) -> ExplorerState:
-    """Counts, ranks and singular values of random C3A and LoRA updates for one explorer setting.
-
-    ``b`` must divide ``d_in`` and ``d_out`` (the error lists the valid ones). In ``same_budget`` mode
-    ``r`` is ignored and LoRA gets ``lora_rank_for_budget(d_out, d_in, b)``. The random ``ΔW``s use
-    standard normal kernels / factors drawn with ``seed``.
-    """
-    check_block_size(d_in, d_out, b)
-    budget_rank = lora_rank_for_budget(d_out, d_in, b)
-    r = budget_rank if same_budget else r
-    c3a_params = c3a_parameter_count(d_out, d_in, b)
-    lora_params = lora_parameter_count(d_out, d_in, r)
-    rng = np.random.default_rng(seed)
-    s_c3a = c3a_singular_values(rng.standard_normal((d_out // b, d_in // b, b)))
-    s_lora = lora_singular_values(rng.standard_normal((d_out, r)), rng.standard_normal((r, d_in)))
-    size = max(d_in, d_out)
-    state = ExplorerState(
-        d_in=d_in,
-        d_out=d_out,
-        b=b,
-        r=r,
-        same_budget=same_budget,
-        budget_rank=budget_rank,
-        c3a_parameters=c3a_params,
-        lora_parameters=lora_params,
-        c3a_max_rank=c3a_max_rank(d_out, d_in, b),
-        lora_max_rank=lora_max_rank(d_out, d_in, r),
-        c3a_rank=_numerical_rank(s_c3a, size),
-        lora_rank=_numerical_rank(s_lora, size),
-        c3a_singular_values=s_c3a,
-        lora_singular_values=s_lora,
-    )
-    state.readout = _explorer_html(state)
-    return state
-
-
-def _explorer_html(s: ExplorerState) -> str:
-    mode = " &mdash; <i>same parameter budget</i>" if s.same_budget else ""
-    row = "<tr><td>{}</td><td style='text-align:right'>{}</td><td style='text-align:right'>{}</td></tr>"
-    return (
-        f"<b>ΔW: d_out × d_in = {s.d_out} × {s.d_in}</b>{mode}"
-        "<table style='border-collapse:collapse'>"
-        f"<tr><th></th><th>C3A, b = {s.b}</th><th>LoRA, r = {s.r}</th></tr>"
-        + row.format("parameters", f"{s.c3a_parameters:,}", f"{s.lora_parameters:,}")
-        + row.format("max rank", s.c3a_max_rank, s.lora_max_rank)
-        + row.format("numerical rank of a random ΔW", s.c3a_rank, s.lora_rank)
-        + "</table>"
-        f"same-budget LoRA rank at b = {s.b}: <b>r = {s.budget_rank}</b> "
-        f"({lora_parameter_count(s.d_out, s.d_in, s.budget_rank):,} parameters)"
-    )
-
-
-def plot_explorer_state(state: ExplorerState):
-    """Normalised singular values ``σ_i / σ_1`` of the random C3A and LoRA ``ΔW`` (log scale)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
-    ax = fig.subplots()
-    floor = 1e-17  # exact zeros cannot sit on a log axis: draw them at the floor
-    for s, label, color in (
-        (state.c3a_singular_values, f"C3A b={state.b} ({state.c3a_parameters:,} params)", "tab:blue"),
-        (state.lora_singular_values, f"LoRA r={state.r} ({state.lora_parameters:,} params)", "tab:orange"),
-    ):
-        i = np.arange(1, len(s) + 1)
-        ax.semilogy(i, np.maximum(s / s[0], floor), color=color, label=label)
-    ax.axvline(state.lora_rank, color="tab:orange", ls=":", lw=1)
-    ax.set_ylim(floor / 3, 3)
-    ax.set_xlabel("index i")
-    ax.set_ylabel("σ_i / σ_1")
-    ax.set_title(f"Singular values of a random ΔW ({state.d_out} × {state.d_in}); zeros drawn at {floor:g}")
-    ax.legend(loc="lower left", fontsize=8)
-    return fig
-
-
 def plot_block_structure(kernel):
     """``block_circulant(kernel)`` as a heat map with the ``b × b`` block grid drawn on top."""
     import matplotlib.pyplot as plt
@@ -303,6 +159,27 @@ def plot_block_structure(kernel):
     ax.set_title(f"ΔW = block_circulant(w): d_out × d_in = {m * b} × {n * b}, b = {b}")
     ax.set_xlabel("input feature (d_in)")
     ax.set_ylabel("output feature (d_out)")
+    return fig
+
+
+def plot_frequency_block_diagonal(kernel):
+    """``|ΔW|`` beside ``|P (I ⊗ F) ΔW (I ⊗ F⁻¹) Pᵀ|`` (``frequency_block_diagonal``), its ``b`` blocks framed."""
+    import matplotlib.pyplot as plt
+
+    kernel = np.asarray(kernel, dtype=float)
+    m, n, b = kernel.shape
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained")
+    for ax, matrix, title in (
+        (axes[0], block_circulant(kernel), "|ΔW| (blocks in space)"),
+        (axes[1], frequency_block_diagonal(kernel), f"after block DFTs and the frequency permutation: {b} blocks"),
+    ):
+        image = ax.imshow(np.abs(matrix), cmap="viridis")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        fig.colorbar(image, ax=ax, shrink=0.75)
+    for f in range(b):
+        axes[1].add_patch(plt.Rectangle((f * n - 0.5, f * m - 0.5), n, m, fill=False, ec="white", lw=1.5))
     return fig
 
 
@@ -337,7 +214,8 @@ def figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _show(output, fig) -> None:
+def show_figure(output, fig) -> None:
+    """Replace what the ``Output`` widget ``output`` shows by ``fig`` as a PNG image."""
     from IPython.display import Image, display
 
     with output:
@@ -361,62 +239,11 @@ def circulant_widget(n: int = 8, kernel: str = "low-pass (3 frequencies)"):
     def refresh(*_):
         view = circulant_view(n_slider.value, kernel_menu.value)
         readout.value = view.readout
-        _show(figure, plot_circulant_view(view))
+        show_figure(figure, plot_circulant_view(view))
 
     n_slider.observe(refresh, names="value")
     kernel_menu.observe(refresh, names="value")
     refresh()
     box = widgets.VBox([widgets.HBox([n_slider, kernel_menu]), readout, figure])
     box.add_class("c3a-circulant-widget")
-    return box
-
-
-def rank_parameter_explorer(d_in: int = 768, d_out: int = 768, b: int = 64, r: int = 8):
-    """Notebook 03's explorer: sliders for ``d_in``, ``d_out``, ``b`` (valid divisors only) and ``r``."""
-    import ipywidgets as widgets
-
-    check_block_size(d_in, d_out, b)
-    # Slider range: 32..1024 in steps of 32, widened to include the shape asked for (never silently clamped).
-    common = {"min": min(32, d_in, d_out), "max": max(1024, d_in, d_out), "step": 32, "continuous_update": False}
-    d_in_slider = widgets.IntSlider(value=d_in, description="d_in", **common)
-    d_out_slider = widgets.IntSlider(value=d_out, description="d_out", **common)
-    b_slider = widgets.SelectionSlider(
-        options=valid_block_sizes(d_in, d_out), value=b, description="b", continuous_update=False
-    )
-    r_slider = widgets.IntSlider(value=r, min=1, max=64, description="r", continuous_update=False)
-    same_budget = widgets.ToggleButton(value=False, description="same budget", tooltip="LoRA rank matching b")
-    readout = widgets.HTML()
-    readout.add_class("c3a-readout")
-    figure = widgets.Output()
-    figure.add_class("c3a-figure")
-    busy = [False]  # set while we change b's options, so that the intermediate values do not redraw
-
-    def refresh(*_):
-        if busy[0]:
-            return
-        r_slider.disabled = same_budget.value
-        state = explorer_state(d_in_slider.value, d_out_slider.value, b_slider.value, r_slider.value, same_budget.value)
-        readout.value = state.readout
-        _show(figure, plot_explorer_state(state))
-
-    def shape_changed(*_):
-        d_i, d_o = d_in_slider.value, d_out_slider.value
-        previous = b_slider.value  # read before the options change: that resets the value
-        busy[0] = True
-        try:
-            b_slider.options = valid_block_sizes(d_i, d_o)
-            b_slider.value = nearest_block_size(d_i, d_o, previous)
-        finally:
-            busy[0] = False
-        refresh()
-
-    d_in_slider.observe(shape_changed, names="value")
-    d_out_slider.observe(shape_changed, names="value")
-    for control in (b_slider, r_slider, same_budget):
-        control.observe(refresh, names="value")
-    refresh()
-    box = widgets.VBox(
-        [widgets.HBox([d_in_slider, d_out_slider]), widgets.HBox([b_slider, r_slider, same_budget]), readout, figure]
-    )
-    box.add_class("c3a-explorer")
     return box

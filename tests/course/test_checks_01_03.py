@@ -101,28 +101,61 @@ def test_check_same_budget_rank():
         checks.check_same_budget_rank(4.8, d_out=3072, d_in=768, b=128)
 
 
-def test_check_block_circulant_builder():
-    from c3a_tutorial import block_circulant
-
-    checks.check_block_circulant_builder(block_circulant)
-
-    def grid_transposed(kernel):
-        return np.block(
-            [[scipy.linalg.circulant(kernel[i, j]) for i in range(kernel.shape[0])] for j in range(kernel.shape[1])]
-        )
-
-    def blocks_transposed(kernel):
-        return np.block([[scipy.linalg.circulant(k).T for k in row] for row in kernel])
-
-    with pytest.raises(checks.ExerciseError, match="the grid transposed"):
-        checks.check_block_circulant_builder(grid_transposed)
-    with pytest.raises(checks.ExerciseError, match="kernel in the first row; it belongs in the first column"):
-        checks.check_block_circulant_builder(blocks_transposed)
-
-
-def test_check_block_size_choice():
-    checks.check_block_size_choice(128, d_in=1024, d_out=4096, lora_rank=16)
+def test_check_block_size_choice_accepts_the_rule_asked_for():
+    # 1024 -> 4096 at LoRA r = 16: equal budget 1024·4096 / (16·5120) = 51.2 -> b = 64; the sqrt rule 2048/16 -> 128.
+    checks.check_block_size_choice(64, d_in=1024, d_out=4096, lora_rank=16)
+    checks.check_block_size_choice(128, d_in=1024, d_out=4096, lora_rank=16, rule="sqrt")
+    with pytest.raises(checks.ExerciseError, match="is the √\\(d_in·d_out\\)/r rule .*40% of LoRA's 81,920"):
+        checks.check_block_size_choice(128, d_in=1024, d_out=4096, lora_rank=16)
+    with pytest.raises(checks.ExerciseError, match="not the common divisor nearest 128.0"):
+        checks.check_block_size_choice(64, d_in=1024, d_out=4096, lora_rank=16, rule="sqrt")
     with pytest.raises(checks.ExerciseError, match="does not divide both"):
         checks.check_block_size_choice(320, d_in=1024, d_out=4096, lora_rank=16)
-    with pytest.raises(checks.ExerciseError, match="not the common divisor nearest"):
+    with pytest.raises(checks.ExerciseError, match="not the common divisor nearest 51.2"):
         checks.check_block_size_choice(16, d_in=1024, d_out=4096, lora_rank=16)
+    with pytest.raises(ValueError, match="rule="):
+        checks.check_block_size_choice(64, d_in=1024, d_out=4096, lora_rank=16, rule="nope")
+
+
+def test_check_c3a_projection():
+    from c3a_tutorial.course.fitting import project_block_circulant
+
+    checks.check_c3a_projection(project_block_circulant, d_out=8, d_in=12, b=4)
+
+    def first_column(t, b):
+        from c3a_tutorial import block_circulant
+
+        blocks = t.reshape(t.shape[0] // b, b, t.shape[1] // b, b).transpose(0, 2, 1, 3)
+        return block_circulant(blocks[:, :, :, 0])
+
+    def wrong_direction(t, b):  # kernel[k] = mean of T[p, (p + k) mod b]: the diagonals q − p ≡ k
+        from c3a_tutorial import block_circulant
+        from c3a_tutorial.course.fitting import best_c3a_kernel
+
+        return block_circulant(best_c3a_kernel(t, b)[..., (-np.arange(b)) % b])
+
+    with pytest.raises(checks.ExerciseError, match="first column into the kernel"):
+        checks.check_c3a_projection(first_column, d_out=8, d_in=12, b=4)
+    with pytest.raises(checks.ExerciseError, match="q − p"):
+        checks.check_c3a_projection(wrong_direction, d_out=8, d_in=8, b=4)
+    with pytest.raises(checks.ExerciseError, match="not block-circulant"):
+        checks.check_c3a_projection(lambda t, b: t, d_out=8, d_in=12, b=4)
+    with pytest.raises(checks.ExerciseError, match="shape"):
+        checks.check_c3a_projection(lambda t, b: t[:4], d_out=8, d_in=12, b=4)
+    with pytest.raises(checks.ExerciseError, match="not the nearest"):
+        checks.check_c3a_projection(lambda t, b: 2 * project_block_circulant(t, b), d_out=8, d_in=12, b=4)
+
+
+def test_check_block_kernel_with_rank():
+    from c3a_tutorial.course.spectral import keep_frequencies
+
+    kernel = keep_frequencies(np.random.default_rng(0).standard_normal((2, 3, 4)), [0, 1, 3])
+    checks.check_block_kernel_with_rank(kernel, m=2, n=3, b=4, rank=6)
+    with pytest.raises(checks.ExerciseError, match="rank 6, not 5.*pairs count twice"):
+        checks.check_block_kernel_with_rank(kernel, m=2, n=3, b=4, rank=5)
+    spectrum = np.zeros((2, 3, 4), dtype=complex)
+    spectrum[..., 1] = 1
+    with pytest.raises(checks.ExerciseError, match="complex"):
+        checks.check_block_kernel_with_rank(np.fft.ifft(spectrum, axis=-1), m=2, n=3, b=4, rank=1)
+    with pytest.raises(checks.ExerciseError, match="shape"):
+        checks.check_block_kernel_with_rank(kernel[0], m=2, n=3, b=4, rank=6)

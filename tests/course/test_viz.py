@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from c3a_tutorial import block_circulant, lora_parameter_count, valid_block_sizes
+from c3a_tutorial import block_circulant, matrix_rank
 from c3a_tutorial.course import viz
 
 
@@ -46,57 +46,10 @@ def test_preset_kernel_rejects_bad_input():
         viz.preset_kernel("random", 1)
 
 
-def test_c3a_singular_values_match_dense_svd():
-    kernel = np.random.default_rng(0).standard_normal((3, 5, 4))
-    dense = np.linalg.svd(block_circulant(kernel), compute_uv=False)
-    assert np.allclose(viz.c3a_singular_values(kernel), dense)
-
-
-@pytest.mark.parametrize("shape", [(20, 3, 12), (6, 9, 4), (5, 2, 7)])
-def test_lora_singular_values_match_dense_svd(shape):
-    d_out, r, d_in = shape
-    rng = np.random.default_rng(1)
-    B, A = rng.standard_normal((d_out, r)), rng.standard_normal((r, d_in))
-    got = viz.lora_singular_values(B, A)
-    assert got.shape == (min(d_out, d_in),)
-    assert np.allclose(got, np.linalg.svd(B @ A, compute_uv=False), atol=1e-9)
-
-
-def test_explorer_state_counts_and_ranks():
-    s = viz.explorer_state(768, 768, 64, 8)
-    assert (s.c3a_parameters, s.lora_parameters) == (768 * 768 // 64, 8 * (768 + 768))
-    assert (s.c3a_max_rank, s.lora_max_rank) == (768, 8)
-    assert (s.c3a_rank, s.lora_rank) == (768, 8)  # random updates reach their maximal rank
-    assert s.budget_rank == 6  # 9216 // 1536
-    assert len(s.c3a_singular_values) == len(s.lora_singular_values) == 768
-    assert np.all(np.diff(s.c3a_singular_values) <= 0)
-    assert "9,216" in s.readout and "12,288" in s.readout and "r = 6" in s.readout
-    assert "C3A :     9,216 parameters" in s.summary()
-
-
-def test_explorer_state_same_budget_uses_the_budget_rank():
-    s = viz.explorer_state(768, 3072, 128, 32, same_budget=True)
-    assert s.r == s.budget_rank == 768 * 3072 // 128 // (768 + 3072)
-    assert s.lora_parameters <= s.c3a_parameters < lora_parameter_count(3072, 768, s.r + 1)
-    assert "same parameter budget" in s.readout
-    assert viz.explorer_state(768, 3072, 128, 32).r == 32
-
-
-def test_explorer_state_rejects_invalid_block_size():
-    with pytest.raises(ValueError, match="Valid block sizes"):
-        viz.explorer_state(96, 64, 5, 4)
-
-
-def test_nearest_block_size():
-    assert viz.nearest_block_size(96, 768, 64) == 48
-    assert viz.nearest_block_size(768, 768, 64) == 64
-    assert viz.nearest_block_size(100, 10, 7) in valid_block_sizes(100, 10)
-
-
 def test_plots_draw():
     fig = viz.plot_circulant_view(viz.circulant_view(6, "random"))
     assert len(fig.axes) == 3  # matrix, its colour bar, spectrum
-    png = viz.figure_png(viz.plot_explorer_state(viz.explorer_state(64, 32, 8, 2)))
+    png = viz.figure_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     fig = viz.plot_circulants([[1, 2, 3], [0, 1, 0]], ["a", "b"])
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
@@ -128,29 +81,6 @@ def test_circulant_widget_updates_readout_and_figure():
     assert "<b>n = 5</b>" in readout.value and "rank(C) = <b>5</b>" in readout.value
 
 
-def test_explorer_widget_offers_only_valid_block_sizes():
-    import ipywidgets as widgets
-
-    box = viz.rank_parameter_explorer()
-    assert "c3a-explorer" in box._dom_classes
-    d_in, d_out, r = _find(box, widgets.IntSlider)
-    (b,) = _find(box, widgets.SelectionSlider)
-    (toggle,) = _find(box, widgets.ToggleButton)
-    (readout,) = _find(box, widgets.HTML)
-    (figure,) = _find(box, widgets.Output)
-    assert [w.description for w in (d_in, d_out, b, r)] == ["d_in", "d_out", "b", "r"]
-    assert "c3a-figure" in figure._dom_classes and "c3a-readout" in readout._dom_classes
-    assert list(b.options) == valid_block_sizes(768, 768)
-    before = readout.value
-    d_in.value = 96
-    assert list(b.options) == valid_block_sizes(96, 768) and b.value == 48
-    assert readout.value != before and "768 × 96" in readout.value
-    toggle.value = True
-    assert r.disabled and "same parameter budget" in readout.value
-    b.value = 96
-    assert "C3A, b = 96" in readout.value
-
-
 def test_plot_block_structure_and_fit_errors():
     fig = viz.plot_block_structure(np.random.default_rng(0).standard_normal((2, 3, 4)))
     image = fig.axes[0].images[0].get_array()
@@ -162,29 +92,39 @@ def test_plot_block_structure_and_fit_errors():
     assert list(fig.axes[1].lines[1].get_ydata()) == [0.7, 0.2]
 
 
-def test_widgets_redraw_the_figure_when_a_slider_moves(monkeypatch):
+def test_circulant_widget_redraws_the_figure_when_the_slider_moves(monkeypatch):
     import ipywidgets as widgets
 
     drawn = []
-    monkeypatch.setattr(viz, "_show", lambda output, fig: drawn.append(viz.figure_png(fig)))
-    box = viz.rank_parameter_explorer(d_in=256, d_out=128, b=32, r=4)
-    (r,) = [s for s in _find(box, widgets.IntSlider) if s.description == "r"]
-    assert len(drawn) == 1
-    r.value = 8
-    assert len(drawn) == 2 and drawn[1] != drawn[0]
+    monkeypatch.setattr(viz, "show_figure", lambda output, fig: drawn.append(viz.figure_png(fig)))
     box = viz.circulant_widget(n=6, kernel="random")
     (n,) = _find(box, widgets.IntSlider)
     n.value = 7
-    assert len(drawn) == 4 and drawn[3] != drawn[2]
+    assert len(drawn) == 2 and drawn[1] != drawn[0]
 
 
-def test_widget_builders_reject_bad_arguments_and_keep_the_shape():
-    import ipywidgets as widgets
+def test_circulant_view_uses_matrix_rank_s_one_tolerance():
+    # The non-zero mask and the rank use one rule (n·eps relative to the largest |fft(c)|), so they agree even
+    # for a coefficient far below 1e-9 of the largest, which an absolute 1e-9 cut would have called zero.
+    view = viz.circulant_view(8, "random")
+    assert view.rank == int(view.nonzero.sum()) == 8
+    spectrum = np.ones(8)
+    spectrum[3] = spectrum[5] = 1e-11
+    c = np.fft.ifft(spectrum).real
+    assert matrix_rank(scipy.linalg.circulant(c)) == 8
 
+
+def test_plot_frequency_block_diagonal_shows_the_permuted_matrix():
+    from c3a_tutorial.course.spectral import frequency_block_diagonal
+
+    kernel = np.random.default_rng(0).standard_normal((2, 3, 4))
+    fig = viz.plot_frequency_block_diagonal(kernel)
+    left, right = fig.axes[0].images[0].get_array(), fig.axes[1].images[0].get_array()
+    assert np.allclose(left, np.abs(block_circulant(kernel)))
+    assert np.allclose(right, np.abs(frequency_block_diagonal(kernel)))
+    assert len(fig.axes[1].patches) == 4
+
+
+def test_widget_builder_rejects_bad_arguments():
     with pytest.raises(ValueError, match="Unknown kernel"):
         viz.circulant_widget(kernel="nope")
-    with pytest.raises(ValueError, match="Valid block sizes"):
-        viz.rank_parameter_explorer(d_in=768, d_out=768, b=100)
-    box = viz.rank_parameter_explorer(d_in=3072, d_out=768, b=128, r=4)
-    d_in = _find(box, widgets.IntSlider)[0]
-    assert d_in.value == 3072 and "768 × 3072" in _find(box, widgets.HTML)[0].value

@@ -7,7 +7,12 @@ prints a short confirmation or raises ``ExerciseError`` with what is wrong and w
 from .common import ExerciseError
 from .nb01_circulant import check_circulant_builder, check_kernel_with_rank, check_product_kernel
 from .nb02_fft import check_adjoint_matvec, check_fft_matvec, check_kernel_gradient
-from .nb03_block_circulant import check_block_circulant_builder, check_block_size_choice, check_same_budget_rank
+from .nb03_block_circulant import (
+    check_block_kernel_with_rank,
+    check_block_size_choice,
+    check_c3a_projection,
+    check_same_budget_rank,
+)
 from .nb04_layer import check_c3a_input_grad, check_c3a_kernel_grad, check_merged_weight
 from .nb05_finetuning import check_energy_rank
 
@@ -20,8 +25,9 @@ __all__ = [
     "check_adjoint_matvec",
     "check_kernel_gradient",
     "check_same_budget_rank",
-    "check_block_circulant_builder",
     "check_block_size_choice",
+    "check_c3a_projection",
+    "check_block_kernel_with_rank",
     "check_c3a_input_grad",
     "check_c3a_kernel_grad",
     "check_merged_weight",

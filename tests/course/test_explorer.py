@@ -1,0 +1,104 @@
+"""Notebook 03's explorer: its pure function, its figure and its wiring."""
+
+import numpy as np
+import pytest
+
+from c3a_tutorial.course import explorer, fitting, viz
+from c3a_tutorial.course.real_update import load_real_update
+
+
+@pytest.mark.parametrize("name", explorer.TARGETS)
+def test_targets_are_unit_norm_and_of_the_right_kind(name):
+    t = explorer.make_target(name, 48 if name != explorer.REAL else 96)
+    assert np.isclose(np.linalg.norm(t), 1.0)
+    if name == "low rank (8)":
+        assert np.linalg.matrix_rank(t) == 8
+    with pytest.raises(ValueError, match="Unknown target"):
+        explorer.make_target("nope")
+
+
+def test_the_stored_real_update_loads():
+    delta = load_real_update()
+    assert delta.shape == (192, 192) and delta.dtype == np.float64 and np.isfinite(delta).all()
+    s = np.linalg.svd(delta, compute_uv=False)
+    assert s[0] > 0 and np.sum(s[:20] ** 2) > 0.5 * np.sum(s**2)  # a decaying spectrum, as data/README.md says
+
+
+def test_explorer_state_uses_the_exact_fits_at_equal_budget():
+    state = explorer.explorer_state("shift-structured", 16, d=96)
+    assert state.r == 96 * 96 // 16 // (2 * 96) == 3
+    assert state.lora_parameters <= state.c3a_parameters
+    t = explorer.make_target("shift-structured", 96)
+    assert state.c3a_error == pytest.approx(fitting.best_c3a_fit(t, 16).relative_error)
+    assert state.lora_error == pytest.approx(fitting.best_lora_fit(t, 3).relative_error)
+    assert state.c3a_energy == pytest.approx(1 - state.c3a_error**2)
+    assert state.c3a_error < state.lora_error  # the shift-structured target favours C3A
+    assert state.b in explorer.budget_block_sizes(96, 96)
+    i = explorer.budget_block_sizes(96, 96).index(16)
+    assert state.curve_c3a[i] == pytest.approx(state.c3a_error)
+    assert state.curve_lora[state.r - 1] == pytest.approx(state.lora_error)
+    assert "C3A, b = 16" in state.readout and "LoRA, r = 3" in state.readout
+
+
+def test_keeping_fewer_frequencies_lowers_rank_and_raises_error():
+    full = explorer.explorer_state("random", 8, d=48)
+    fewer = explorer.explorer_state("random", 8, keep=3, d=48)
+    assert fewer.keep == 3 and fewer.c3a_rank == 3 * 48 // 8 < full.c3a_rank == 48
+    assert fewer.c3a_error > full.c3a_error and fewer.c3a_error_all_frequencies == full.c3a_error
+    options = explorer.rank_options("random", 8, d=48)
+    assert [label for label, _ in options][-1] == "48" and options[-1][1] == 8
+    assert len({keep for _, keep in options}) == len(options)
+
+
+def test_permuting_inputs_changes_c3a_not_lora():
+    plain = explorer.explorer_state("shift-structured", 8, d=48)
+    shuffled = explorer.explorer_state("shift-structured", 8, permute=True, d=48)
+    assert shuffled.lora_error == pytest.approx(plain.lora_error)
+    assert shuffled.c3a_error > plain.c3a_error + 0.3
+
+
+def test_readout_table_headers_are_separate_cells():
+    html = explorer.explorer_state("random", 8, d=48).readout
+    assert "</th><th" in html and "padding" in html
+    assert "C3A, b = 8</th>" in html
+
+
+def _find(box, cls):
+    found = []
+    for child in getattr(box, "children", ()):
+        if isinstance(child, cls):
+            found.append(child)
+        found.extend(_find(child, cls))
+    return found
+
+
+def test_every_control_redraws_a_different_figure(monkeypatch):
+    import ipywidgets as widgets
+
+    drawn = []
+    monkeypatch.setattr(viz, "show_figure", lambda output, fig: drawn.append(viz.figure_png(fig)))
+    box = explorer.rank_parameter_explorer(target="shift-structured", b=8, d=48)
+    assert "c3a-explorer" in box._dom_classes
+    (menu,) = _find(box, widgets.Dropdown)
+    budget, rank = _find(box, widgets.SelectionSlider)
+    (permute,) = _find(box, widgets.ToggleButton)
+    (readout,) = _find(box, widgets.HTML)
+    assert [budget.description, rank.description] == ["budget", "C3A rank"]
+    assert len(drawn) == 1
+    for control, value in (
+        (budget, 16),
+        (rank, rank.options[0][1]),
+        (permute, True),
+        (menu, "random"),
+    ):
+        before = readout.value
+        control.value = value
+        assert drawn[-1] != drawn[-2] and readout.value != before, control.description
+    assert len(drawn) == 5  # one redraw per change, none for the intermediate rank options
+
+
+def test_explorer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="Unknown target"):
+        explorer.rank_parameter_explorer(target="nope")
+    with pytest.raises(ValueError, match="Valid block sizes"):
+        explorer.rank_parameter_explorer(b=5)
