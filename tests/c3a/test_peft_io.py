@@ -211,3 +211,29 @@ def test_plain_torch_module_round_trip(tmp_path, tiny_model):
             PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)(x), model(x), atol=1e-5, rtol=0
         )
         torch.testing.assert_close(import_from_peft(tmp_path, model=base)(x), model(x), atol=0, rtol=0)
+
+
+def test_every_registered_method_has_a_peft_format():
+    from c3a_tutorial.c3a.methods import METHODS, method_for_peft_type
+    from c3a_tutorial.c3a.peft_io import PEFT_FORMATS
+
+    assert set(PEFT_FORMATS) == set(METHODS)
+    for name, method in METHODS.items():
+        assert method_for_peft_type(f"PeftType.{method.peft_type}").name == name
+    with pytest.raises(ValueError, match=r"reads PEFT adapters of type \['C3A', 'LORA'\]; this one is 'IA3'"):
+        method_for_peft_type("IA3")
+
+
+def test_export_after_an_inference_load_keeps_the_head(tmp_path):
+    """modules_to_save comes from what add_adapters made trainable, not from requires_grad at export time."""
+    from c3a_tutorial import load_adapter, save_adapter
+
+    model, base = adapted_bert("c3a", block_size=8)
+    save_adapter(model, tmp_path / "adapter.safetensors")
+    frozen = load_adapter(copy.deepcopy(base), tmp_path / "adapter.safetensors", trainable=False)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    export_to_peft(frozen, tmp_path / "peft")
+    assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["modules_to_save"] == ["classifier"]
+    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "peft").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs()).logits, model(**inputs()).logits, atol=1e-5, rtol=0)
