@@ -248,15 +248,16 @@ def planned_runs(config: SweepConfig, runs: list[dict]) -> tuple[list[tuple], in
         if chosen is not None:
             plan += [("main", method, setting, chosen, s) for setting, s in main]
     # The order a sweep stopped early is most useful in: the adapters' lr grids, then seed by seed (whole curves
-    # for the first seeds, not one method only), full fine-tuning (twice the cost of a run) after the adapters
-    # of the first seed, its grid just before its first main run.
+    # for the first seeds), within a seed from the smallest budget up, C3A and LoRA taking turns (matched pairs
+    # finish together), full fine-tuning (twice the cost of a run) last, its grid just before its first run.
     position = {seed: i for i, seed in enumerate(config.seeds)}
 
     def order(item):
-        phase, method, _, _, seed = item
+        phase, method, setting, _, seed = item
         if phase == "lr grid":
-            return (0, 0, 0) if method != "full" else (1, 1, 0)
-        return (1 + position[seed], method == "full", 1)
+            return (0, 0, 0, 0) if method != "full" else (1, 1, 0, 0)
+        budget = 0 if method == "full" else get_method(method).parameter_count(384, 384, setting)  # for order only
+        return (1 + position[seed], method == "full", budget, method)
 
     plan.sort(key=order)
     unique, seen = [], set()

@@ -159,6 +159,7 @@ def test_run_ids_and_the_planned_count():
     reduced = sweep.reduced_sweep_config(lr={"c3a": 3.0, "lora": 1e-2})  # the notebook's live sweep
     plan, total = sweep.planned_runs(reduced, [])
     assert total == len(plan) == 8 and [p[4] for p in plan] == [0] * 4 + [1] * 4
+    assert [p[1:3] for p in plan[:4]] == [("c3a", 96), ("lora", 2), ("c3a", 24), ("lora", 8)]  # matched pairs
 
 
 def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tiny_dir, tmp_path, capsys, counted):
