@@ -111,7 +111,7 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 # * A GEMM whose output is narrow (fewer than ``_NARROW`` blocks) is computed transposed, which BLAS runs several
 #   times faster, and transposed back in the same copy that builds the token-major layout.
 
-_CHUNK_BYTES = 1 << 20  # per chunk of tokens: its input and output rows, in the compute dtype
+_CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
 _NARROW = 8  # output blocks below which the per-frequency GEMM is computed transposed
 
 
