@@ -5,8 +5,8 @@ prints a short confirmation or raises ``ExerciseError`` with what is wrong and w
 """
 
 from .common import ExerciseError
-from .nb01_circulant import check_circulant_builder, check_kernel_with_rank, check_product_kernel
-from .nb02_fft import check_adjoint_matvec, check_fft_matvec, check_kernel_gradient
+from .nb01_circulant import check_circulant_builder, check_kernel_with_rank, check_low_rank_approximation
+from .nb02_fft import check_circulant_lstsq, check_fft_matvec, check_kernel_fit
 from .nb03_block_circulant import (
     check_block_kernel_with_rank,
     check_block_size_choice,
@@ -20,10 +20,10 @@ __all__ = [
     "ExerciseError",
     "check_circulant_builder",
     "check_kernel_with_rank",
-    "check_product_kernel",
+    "check_low_rank_approximation",
     "check_fft_matvec",
-    "check_adjoint_matvec",
-    "check_kernel_gradient",
+    "check_circulant_lstsq",
+    "check_kernel_fit",
     "check_same_budget_rank",
     "check_block_size_choice",
     "check_c3a_projection",
