@@ -151,3 +151,15 @@ def test_files_record_what_was_trainable(tmp_path):
     assert set(state) == set(metadata["trainable"]) | {
         f"layers.{i}.{n}.lora_{ab}" for i in range(2) for n in ("query", "value") for ab in "AB"
     }
+
+
+def test_a_file_without_the_record_still_keeps_its_head(tmp_path):
+    """Files written before the record existed: every saved tensor that is not an adapter weight is the record."""
+    base = TinyModel().double()
+    trained = _trained(base=base)
+    state = {k: v.cpu() for k, v in adapter_state_dict(trained).items()}
+    metadata = adapter_file.adapter_metadata(trained)
+    del metadata["trainable"]
+    torch.save({"metadata": metadata, "state_dict": state}, tmp_path / "old.pt")
+    loaded = load_adapter(copy.deepcopy(base), tmp_path / "old.pt", trainable=False)
+    assert set(adapter_state_dict(loaded)) == set(state)
