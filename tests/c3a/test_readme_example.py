@@ -50,3 +50,23 @@ def test_readme_example_runs_and_its_models_agree(tmp_path, monkeypatch):
         expected = model(**test_batch).logits
         for name, other in [("reloaded", reloaded), ("peft_model", peft_model.eval()), ("plain", plain.eval())]:
             torch.testing.assert_close(other(**test_batch).logits, expected, atol=1e-5, rtol=0, msg=name)
+
+
+def test_help_opens_with_a_usage_example_that_runs(tmp_path, monkeypatch):
+    """help(c3a_tutorial) starts with a short example; it runs as written on a tiny BERT."""
+    transformers = pytest.importorskip("transformers")
+    import textwrap
+
+    import c3a_tutorial
+
+    intro = c3a_tutorial.__doc__.split("Conventions", 1)[0]
+    example = textwrap.dedent(intro.split("::\n", 1)[1].split("\n\n``", 1)[0])
+    assert "add_adapters(" in example and "merge_and_unload(" in example
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    namespace = {"model": transformers.BertForSequenceClassification(config).eval()}
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "c3a_tutorial.__doc__", "exec"), namespace)
+    assert (tmp_path / "adapter.safetensors").is_file()
+    assert not adapter_layers(namespace["model"])
