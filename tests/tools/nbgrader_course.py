@@ -172,15 +172,19 @@ def message_lines(error: dict) -> list[str]:
     return [line.strip() for line in _ANSI.sub("", error["evalue"]).splitlines() if line.strip()]
 
 
-def load_mistakes(folder: Path = Path(__file__).parent) -> dict[str, str]:
-    """Every ``MISTAKES`` dict of ``tests/tools/mistakes_*.py``, merged (a grade_id in two files is an error)."""
-    merged: dict[str, str] = {}
+def load_mistakes(folder: Path = Path(__file__).parent) -> tuple[dict[str, str], dict[str, str]]:
+    """``MISTAKES`` and ``MESSAGES`` of every ``tests/tools/mistakes_*.py``, merged (a grade_id in two files
+    is an error). ``MISTAKES[solution grade_id]``: the solution cell's source with the exercise's typical
+    mistake; ``MESSAGES[solution grade_id]`` (optional): a fragment of what the checker then says."""
+    mistakes: dict[str, str] = {}
+    messages: dict[str, str] = {}
     for path in sorted(folder.glob("mistakes_*.py")):
         module = importlib.import_module(f"tests.tools.{path.stem}")
         for grade_id, source in module.MISTAKES.items():
-            assert grade_id not in merged, f"{path.name}: MISTAKES[{grade_id!r}] is also given in another file"
-            merged[grade_id] = source
-    return merged
+            assert grade_id not in mistakes, f"{path.name}: MISTAKES[{grade_id!r}] is also given in another file"
+            mistakes[grade_id] = source
+        messages.update(getattr(module, "MESSAGES", {}))
+    return mistakes, messages
 
 
 def score_table(rows: dict[str, dict[str, tuple[float, float]]], columns: list[str]) -> str:

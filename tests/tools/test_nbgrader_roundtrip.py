@@ -40,7 +40,7 @@ from .nbgrader_course import (
 SOURCE_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 # Notebooks whose typical mistakes are autograded by default (each mistake is one more run of the notebook).
 MISTAKE_NOTEBOOKS = ("01", "02")
-MISTAKES = load_mistakes()
+MISTAKES, MESSAGES = load_mistakes()
 
 
 def _mistake_notebooks() -> tuple[str, ...] | None:
@@ -137,6 +137,8 @@ def test_every_exercise_has_a_typical_mistake_to_autograde():
     assert not missing, f"exercises without a typical mistake in tests/tools/mistakes_*.py: {missing}"
     same = sorted(g for g, s in MISTAKES.items() if s.strip() == solutions[g].strip())
     assert not same, f"these 'mistakes' are the solution itself: {same}"
+    stray = sorted(set(MESSAGES) - set(MISTAKES))
+    assert not stray, f"MESSAGES for exercises without a MISTAKES entry: {stray}"
 
 
 @pytest.fixture(scope="module")
@@ -195,5 +197,7 @@ def test_a_typical_mistake_loses_exactly_its_exercise(course, grade_id):
     assert error is not None and error["ename"] != "NotImplementedError", error
     lines = message_lines(error)
     assert lines, f"{test_id}: the checker failed without a message ({error['ename']})"
+    if grade_id in MESSAGES:
+        assert MESSAGES[grade_id] in error["evalue"], f"{test_id}: the checker did not name the mistake: {lines}"
     page = page_text(course.feedback(student, assignment))
     assert lines[0] in page, f"{test_id}: the feedback does not show the checker's message {lines[0]!r}"
