@@ -193,3 +193,12 @@ def test_under_torchrun_each_run_is_one_ddp_run_and_rank_0_writes(tiny_dir, tmp_
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (run,) = json.loads(out.read_text())["runs"]
     assert run["world_size"] == 2 and run["rank_checksums"][0] == run["rank_checksums"][1]
+
+
+def test_the_notebooks_live_sweep_on_cpu_uses_the_stored_learning_rates(tiny_dir, tmp_path, monkeypatch, counted):
+    stored = {"learning_rates": {"c3a": {"chosen": 2.0}, "lora": {"chosen": 0.02}, "full": {"chosen": 1e-4}}}
+    monkeypatch.setattr(sweep_report, "load_stored_sweep", lambda: sweep_report.StoredSweep(stored, None, None, None))
+    tiny = dict(model=str(tiny_dir), block_sizes=(8,), ranks=(2,), seeds=(0,), train_size=16, eval_size=16)
+    results = sweep.live_sweep(tmp_path / "live.json", device="cpu", max_length=16, max_steps=1, progress=False, **tiny)
+    assert sorted(r["run_id"] for r in results["runs"]) == ["c3a b=8 lr=2 seed=0", "lora r=2 lr=0.02 seed=0"]
+    assert (tmp_path / "live.png").exists() and len(counted) == 2
