@@ -243,13 +243,18 @@ def evaluate(model, loader, device, autocast=contextlib.nullcontext, progress: b
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+    # A bar by count, not tqdm(loader): tqdm.auto opens an extra iterator over the loader, and each one draws
+    # a seed from torch's global generator, which would change the dropout of every later training step.
+    bar = tqdm(total=len(loader), desc="evaluate", leave=False, disable=not progress)
+    for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast():
             out = model(**batch)
         total_loss += out.loss.float().item() * len(batch["labels"])
         correct += (out.logits.argmax(-1) == batch["labels"]).sum().item()
         count += len(batch["labels"])
+        bar.update(1)
+    bar.close()
     model.train(was_training)
     return {"loss": total_loss / count, "accuracy": correct / count}
 

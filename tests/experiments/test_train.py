@@ -1,6 +1,8 @@
 """The pieces of a run (experiments.config, .train, .record): validation, the schedule, one step,
 overrides, and the setting labels taken from the method registry."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -62,6 +64,32 @@ def test_a_step_moves_the_adapter_and_the_head_and_nothing_else(tiny_dir, stdlib
     moved = {n for n, p in run.model.named_parameters() if not torch.equal(p, before[n])}
     trainable = {n for n, p in run.model.named_parameters() if p.requires_grad}
     assert moved == trainable and any(".kernel" in n for n in moved) and "classifier.weight" in moved
+
+
+class _Classifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 3)
+
+    def forward(self, x, labels):
+        logits = self.linear(x)
+        return SimpleNamespace(loss=torch.nn.functional.cross_entropy(logits, labels), logits=logits)
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_evaluate_draws_from_the_global_generator_as_a_plain_loop_does(progress):
+    # Each DataLoader iterator draws a seed from torch's global generator; one extra draw (tqdm.auto opens an
+    # iterator of its own when it wraps a loader) changes the dropout of every later training step.
+    examples = [{"x": torch.randn(2), "labels": torch.tensor(i % 3)} for i in range(10)]
+    loader, model = torch.utils.data.DataLoader(examples, batch_size=4), _Classifier()
+    torch.manual_seed(0)
+    for _ in loader:
+        pass
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    metrics = train.evaluate(model, loader, torch.device("cpu"), progress=progress)
+    assert torch.equal(torch.rand(3), expected)
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
 
 
 def test_overrides_replace_fields_of_a_given_config(tiny_dir, stdlib):
