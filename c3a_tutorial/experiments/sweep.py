@@ -273,7 +273,7 @@ def planned_runs(config: SweepConfig, runs: list[dict], shape: tuple[int, int] =
     def order(item):
         phase, method, setting, _, seed = item
         if phase == "lr grid":
-            return (0, 0, 0, 0) if method != "full" else (1, 1, 0, 0)
+            return (0, False, 0, method) if method != "full" else (1, True, -1, method)
         budget = 0 if method == "full" else get_method(method).parameter_count(*shape, setting)
         return (1 + position[seed], method == "full", budget, method)
 

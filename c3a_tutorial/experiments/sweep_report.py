@@ -150,11 +150,12 @@ def describe_pairs(results: dict) -> str:
     lines = []
     for p in pairs:
         per_seed = ", ".join(f"{100 * d:+.1f}" for d in p["differences"])
-        verdict = (
-            "within seed noise"
-            if p["within_noise"]
-            else f"beyond seed noise: {'C3A' if p['mean'] > 0 else 'LoRA'} is ahead at every seed"
-        )
+        if len(p["seeds"]) < 2:
+            verdict = "one seed so far: no estimate of the seed noise yet"
+        elif p["within_noise"]:
+            verdict = "within seed noise"
+        else:
+            verdict = f"beyond seed noise: {'C3A' if p['mean'] > 0 else 'LoRA'} is ahead at every seed"
         test = "" if math.isnan(p["p_value"]) else f", paired t-test p = {p['p_value']:.2g}"
         lines.append(
             f"- {p['adapter_params']:,} parameters, C3A {p['c3a']} vs LoRA {p['lora']}: C3A − LoRA = "
@@ -162,6 +163,8 @@ def describe_pairs(results: dict) -> str:
             f"{len(p['seeds'])} seeds{test}) — {verdict}."
         )
     beyond = [p for p in pairs if not p["within_noise"]]
+    if all(len(p["seeds"]) < 2 for p in pairs):
+        return "\n".join(lines)
     where = ", ".join(f"{p['adapter_params']:,}" for p in beyond)
     summary = f"At {len(beyond)} of {len(pairs)} matched budgets the difference is larger than the seed-to-seed noise"
     summary += f" ({where} parameters)." if beyond else "."

@@ -156,6 +156,17 @@ def test_run_ids_and_the_planned_count():
     assert total == 9 + (7 + 6 + 1) * 3 - 3 and len(plan) == 9
     assert [p[1:] for p in plan[:3]] == [("c3a", 24, 0.3, 0), ("c3a", 24, 1.0, 0), ("c3a", 24, 3.0, 0)]
     assert [p[1] for p in plan[6:]] == ["full"] * 3  # full fine-tuning's grid waits for the adapters' first seed
+    # Once every grid has run (fake records here), the whole plan is known, in running order.
+    grid = [dict(run_id=sweep.run_id(*p[1:]), val_accuracy=p[3]) for p in plan]  # the largest lr "wins"
+    plan, total = sweep.planned_runs(config, grid)
+    assert len(plan) == total == 48 and len({sweep.run_id(*p[1:]) for p in plan}) == 48
+    phases = [(p[0], p[1], p[4]) for p in plan]
+    assert phases[:6] == [("lr grid", "c3a", 0)] * 3 + [("lr grid", "lora", 0)] * 3
+    assert [p[1:3] for p in plan[6:10]] == [("c3a", 384), ("c3a", 192), ("lora", 1), ("c3a", 96)]
+    # Seed 0's main runs reuse the grid's best runs (c3a b=24, lora r=8): 6 + 5 more, then full fine-tuning's grid
+    # (its best run is seed 0's), then seed 1.
+    assert [p[:2] for p in plan[16:20]] == [("main", "lora")] + [("lr grid", "full")] * 3
+    assert plan[20][1:] == ("c3a", 384, 3.0, 1) and plan[-1][1:] == ("full", None, 3e-4, 2)
     reduced = sweep.reduced_sweep_config(lr={"c3a": 3.0, "lora": 1e-2})  # the notebook's live sweep
     plan, total = sweep.planned_runs(reduced, [])
     assert total == len(plan) == 8 and [p[4] for p in plan] == [0] * 4 + [1] * 4
