@@ -1,6 +1,6 @@
-"""``python -m c3a_tutorial.bench``: forwards to ``c3a_tutorial.experiments.bench`` (code and docs there)."""
+"""``python -m c3a_tutorial.bench``: forwards to ``c3a_tutorial.experiments.bench_cli`` (code and docs there)."""
 
-from .experiments.bench import main
+from .experiments.bench_cli import main
 
 if __name__ == "__main__":
     main()

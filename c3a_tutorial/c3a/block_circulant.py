@@ -123,8 +123,9 @@ def _chunk_rows(d_in: int, d_out: int, dtype: torch.dtype) -> int:
 def _real_form(a: torch.Tensor) -> torch.Tensor:
     """``(F, p, q)`` complex → ``(F, 2p, 2q)`` real ``M`` with ``view_as_real(z @ a) == view_as_real(z) @ M``
     for rows ``z`` of length ``p`` (real and imaginary parts interleaved, in rows and columns)."""
-    re, im = a.real, a.imag
-    blocks = torch.stack((torch.stack((re, im), -1), torch.stack((-im, re), -1)), 2)  # (F, p, 2, q, 2)
+    # Row (j, re) of M holds (re, im) of a[j, :], row (j, im) holds those of 1j · a[j, :] = (−im, re).
+    a = a.resolve_conj()
+    blocks = torch.stack((torch.view_as_real(a), torch.view_as_real(a * 1j)), 2)  # (F, p, 2, q, 2)
     return blocks.reshape(a.shape[0], 2 * a.shape[1], 2 * a.shape[2])
 
 
