@@ -168,6 +168,22 @@ def describe_pairs(results: dict) -> str:
     where = ", ".join(f"{p['adapter_params']:,}" for p in beyond)
     summary = f"At {len(beyond)} of {len(pairs)} matched budgets the difference is larger than the seed-to-seed noise"
     summary += f" ({where} parameters)." if beyond else "."
+    every = [d for p in pairs for d in p["differences"] if d != 0]
+    if len(pairs) > 1 and every:
+        from scipy import stats
+
+        ahead = sum(d > 0 for d in every)
+        sign_p = stats.binomtest(ahead, len(every)).pvalue
+        pooled = statistics.fmean(d for p in pairs for d in p["differences"])
+        summary += (
+            f" Pooled over every matched budget and seed ({len(every)} pairs that differ): C3A ahead in {ahead}, "
+            f"mean C3A − LoRA {100 * pooled:+.1f} points; a sign test gives p = {sign_p:.2g}, so across budgets "
+            + (
+                f"{'C3A' if ahead > len(every) / 2 else 'LoRA'} is ahead more often than chance would give."
+                if sign_p < 0.05
+                else "neither method is ahead more often than chance would give."
+            )
+        )
     if n_test:
         summary += f" One test example is {100 / n_test:.2f} points ({n_test} test examples)."
     return "\n".join([*lines, summary])
@@ -200,9 +216,11 @@ def plot_sweep(results: dict, path: str | Path | None = None):
                 ax.plot(x, y, marker="o", color=COLOURS[method], label=label)
         for r in (r for r in rows if r["method"] == "full"):
             lo, hi = (r[key] - r[err], r[key] + r[err]) if err else (r[key], r[key])
-            label = f"full fine-tuning ({r['adapter_params'] / 1e6:.1f}M)"
+            label = f"full fine-tuning ({r['adapter_params'] / 1e6:.1f}M){' ± std' if err else ''}"
             ax.axhspan(lo, hi, color=COLOURS["full"], alpha=0.25, label=label)
-            ax.axhline(r[key], color=COLOURS["full"], lw=1)
+            ax.axhline(r[key], color=COLOURS["full"], lw=1, ls="-" if err else "--")
+            if not err:
+                ax.text(0.02, r[key], "full fine-tuning", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("trainable adapter parameters (log scale; the 8-way head is trained too)")
         ax.set_ylabel(ylabel)
@@ -211,6 +229,7 @@ def plot_sweep(results: dict, path: str | Path | None = None):
     if baseline is not None:
         axes[0].axhline(baseline, color="k", ls=":", lw=1, label=f"majority class ({baseline:.3f})")
     axes[0].legend(fontsize=8, loc="lower right")
+    axes[1].set_yscale("log")  # full fine-tuning's optimizer state dwarfs the adapters'
     axes[1].set_xlabel("adapter parameters")
     axes[2].set_xlabel("adapter parameters")
     training = results["training"]
