@@ -36,7 +36,7 @@ from ..c3a.adapter_file import save_adapter
 from ..c3a.inject import name_matches
 from ..c3a.methods import get_method
 from ..c3a.peft_io import export_to_peft
-from .backbone import load_classifier
+from .backbone import DEFAULT_MODEL, load_classifier
 from .config import DEFAULT_HEAD_LR, DEFAULT_LR, DEFAULT_TARGET_MODULES, FULL, METHODS, FinetuneConfig, validate_config
 from .data import DATASETS, load_dataset
 from .device import pick_device
@@ -68,7 +68,7 @@ FIELD_HELP = {
 }
 # What a default means, for --help, where the value itself would not say (None, a switch).
 DEFAULT_MEANS = {
-    "model": "the bundled all-MiniLM-L6-v2",
+    "model": f"the bundled {DEFAULT_MODEL}",
     "lr": f"per method, {DEFAULT_LR}",
     "head_lr": str(DEFAULT_HEAD_LR),
     "train_size": "all",
