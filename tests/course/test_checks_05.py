@@ -34,3 +34,36 @@ def test_check_energy_rank_names_forgetting_to_sort_and_a_missing_return():
         checks.check_energy_rank(unsorted)
     with pytest.raises(checks.ExerciseError, match="return"):
         checks.check_energy_rank(lambda s, fraction: None)
+
+
+def test_hidden_cases_are_random_spectra(capsys):
+    from c3a_tutorial.course.checks.nb05_finetuning import _energy_rank
+
+    checks.check_energy_rank(_energy_rank, seed=3)
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(checks.ExerciseError):  # hard-coding the visible answers does not pass the hidden cases
+        answers = {(3.0, 1.0, 1.0, 1.0): 1, (1.0, 1.0, 1.0, 1.0): 4, (5.0, 0.0, 0.0): 1, (1.0, 1.0, 3.0, 1.0): 1}
+        checks.check_energy_rank(lambda s, fraction=0.9: answers.get(tuple(s), 1), seed=3)
+
+
+@pytest.mark.parametrize("grade_id", ["nb04_ex1_solution", "nb04_ex2_solution", "nb05_ex1_solution"])
+def test_each_typical_mistake_fails_its_checker_with_its_message(grade_id):
+    """The sources in tests/tools/mistakes_04_05.py, run the way the notebooks run them."""
+    import numpy as np
+    import torch
+
+    from c3a_tutorial import block_circulant
+    from c3a_tutorial.course.checks import nb04_layer
+    from tests.tools.mistakes_04_05 import MESSAGES, MISTAKES
+
+    namespace = {"torch": torch, "np": np, "block_circulant": block_circulant}
+    exec(MISTAKES["nb04_ex1_solution"], namespace)  # exercise 2's default argument names exercise 1's class
+    exec(MISTAKES[grade_id], namespace)
+    checker, answer = {
+        "nb04_ex1_solution": (nb04_layer.check_c3a_function, "MyC3AFunction"),
+        "nb04_ex2_solution": (nb04_layer.check_c3a_module, "MyC3ALinear"),
+        "nb05_ex1_solution": (checks.check_energy_rank, "energy_rank"),
+    }[grade_id]
+    with pytest.raises(checks.ExerciseError) as err:
+        checker(namespace[answer])
+    assert MESSAGES[grade_id] in str(err.value)

@@ -13,14 +13,22 @@ def _energy_rank(s, fraction: float) -> int:
     return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)
 
 
-def check_energy_rank(fn) -> None:
-    """Exercise 05.1: ``fn(s, fraction)`` = how many singular values hold ``fraction`` of ΔW's energy."""
+def check_energy_rank(fn, seed: int | None = None) -> None:
+    """Exercise 05.1: ``fn(s, fraction)`` = how many singular values hold ``fraction`` of ΔW's energy.
+
+    With ``seed``, random spectra (shuffled, of random lengths and fractions) instead of the visible cases."""
     cases = [
         ([3.0, 1.0, 1.0, 1.0], 0.9),
         ([1.0, 1.0, 1.0, 1.0], 0.9),
         ([5.0, 0.0, 0.0], 0.99),
         ([1.0, 1.0, 3.0, 1.0], 0.7),
     ]
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        cases = []
+        for _ in range(6):
+            s = rng.exponential(size=int(rng.integers(3, 40))) ** 2
+            cases.append(([float(v) for v in rng.permutation(s)], float(rng.choice([0.5, 0.8, 0.9, 0.99]))))
     for s, fraction in cases:
         want = _energy_rank(s, fraction)
         got = fn(np.array(s), fraction)
