@@ -240,8 +240,8 @@ def _assert_no_widget_errors(page) -> None:
         assert message not in text, f"JupyterLab shows {message!r}: the widget did not render"
 
 
-def _move_slider(page, box, description: str, presses: int = 1) -> None:
-    """Focus the handle of the slider labelled ``description`` and press the right arrow key."""
+def _move_slider(page, box, description: str, presses: int = 1, key: str = "ArrowRight") -> None:
+    """Focus the handle of the slider labelled ``description`` and press ``key`` (an arrow key)."""
     slider = box.locator(".widget-slider").filter(
         has=page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(description)}$"))
     )
@@ -249,10 +249,12 @@ def _move_slider(page, box, description: str, presses: int = 1) -> None:
     handle = slider.locator(".noUi-handle").first
     handle.click()
     for _ in range(presses):
-        handle.press("ArrowRight")
+        handle.press(key)
 
 
-def _exercise_widget(page, box_class: str, slider: str, screenshot: Path, presses: int = 1) -> tuple[str, str]:
+def _exercise_widget(
+    page, box_class: str, slider: str, screenshot: Path, presses: int = 1, key: str = "ArrowRight"
+) -> tuple[str, str]:
     box = page.locator(f".{box_class}").last
     box.wait_for(state="visible", timeout=30_000)
     box.scroll_into_view_if_needed()
@@ -266,7 +268,7 @@ def _exercise_widget(page, box_class: str, slider: str, screenshot: Path, presse
         timeout=30_000,
     )
     before_text, before_figure = readout.inner_text(), _figure_source(box)
-    _move_slider(page, box, slider, presses)
+    _move_slider(page, box, slider, presses, key)
     # The widget answers through the kernel: wait until both the read-out and the figure have changed.
     page.wait_for_function(
         """([box, text, src]) => {
@@ -351,5 +353,14 @@ def test_notebook_03_rank_parameter_explorer(page, lab, tmp_path):
     started = time.monotonic()
     _run_all_cells(page, lab)
     print(f"notebook 03 ran in JupyterLab in {time.monotonic() - started:.1f} s")
-    before, after = _exercise_widget(page, "c3a-explorer", "r", tmp_path / "notebook03.png")
-    assert before != after
+    # The budget slider: a larger block, fewer parameters, both fits redrawn.
+    before, after = _exercise_widget(page, "c3a-explorer", "budget", tmp_path / "notebook03.png")
+    b_before, b_after = (int(re.search(r"C3A, b = (\d+)", text).group(1)) for text in (before, after))
+    assert b_after > b_before, f"the read-out did not follow the budget slider: {before!r} -> {after!r}"
+    # The C3A rank slider starts at full rank (all frequencies); one step left zeroes frequency blocks.
+    shot = tmp_path / "notebook03_rank.png"
+    before, after = _exercise_widget(page, "c3a-explorer", "C3A rank", shot, key="ArrowLeft")
+    assert "frequencies" in after and "frequencies" not in before
+    # The read-out table's column headers are separate cells, not run together.
+    headers = page.locator(".c3a-explorer").last.locator(".c3a-readout th").all_inner_texts()
+    assert [h for h in headers if h.strip()][-1].startswith("LoRA, r = "), headers

@@ -22,15 +22,15 @@ import numpy as np
 
 from ..c3a.block_circulant import block_circulant
 from ..c3a.counting import (
+    block_circulant_rank,
     c3a_parameter_count,
     check_block_size,
     lora_parameter_count,
     lora_rank_for_budget,
-    matrix_rank,
     valid_block_sizes,
 )
 from . import viz
-from .fitting import best_c3a_kernel, best_lora_update
+from .fitting import best_c3a_kernel, best_lora_update, one_blas_thread
 from .real_update import load_real_update
 from .spectral import c3a_singular_values, frequency_energy, keep_frequencies, strongest_frequencies
 
@@ -138,6 +138,7 @@ class ExplorerState:
         )
 
 
+@one_blas_thread
 def explorer_state(
     target: str = "random", b: int = 16, keep: int | None = None, permute: bool = False, d: int = SIZE, seed: int = 0
 ) -> ExplorerState:
@@ -152,16 +153,20 @@ def explorer_state(
     keep = b if keep is None else keep
     kernel = best_c3a_kernel(t, b)
     kept = strongest_frequencies(kernel, keep)
-    c3a = block_circulant(keep_frequencies(kernel, kept))
+    kept_kernel = keep_frequencies(kernel, kept)
+    energy = frequency_energy(kernel)
+    total = float(np.sum(t**2))
     r = lora_rank_for_budget(d_out, d_in, b)
-    u, s, vt = np.linalg.svd(t)
-    lora = best_lora_update(t, r)
-    # Errors at every budget: C3A by projection for each b, LoRA from T's singular values (Eckart–Young).
+    s = np.linalg.svd(t, compute_uv=False)
+    # Both fits are orthogonal projections, so ‖T − P T‖² = ‖T‖² − ‖P T‖²: C3A keeps Σ_(f kept) ‖Ŵ_f‖²
+    # (the projection keeps b·‖kernel‖² in all), LoRA keeps σ_1² + ... + σ_r².
+    def c3a_error(k):
+        return float(np.sqrt(max(total - k * np.sum(best_c3a_kernel(t, k) ** 2), 0.0) / total))
+
+    tail = np.sqrt(np.maximum(total - np.cumsum(s**2), 0.0) / total)  # tail[k - 1]: LoRA's error at rank k
     sizes = budget_block_sizes(d_in, d_out)
-    curve_c3a = [float(np.linalg.norm(block_circulant(best_c3a_kernel(t, k)) - t)) for k in sizes]
     ranks = list(range(1, lora_rank_for_budget(d_out, d_in, min(sizes)) + 1))
-    tail = np.sqrt(np.maximum(np.cumsum((s**2)[::-1])[::-1], 0.0))  # tail[k] = ‖σ_{k+1:}‖
-    curve_lora = [float(tail[k]) if k < len(s) else 0.0 for k in ranks]
+    lora_errors = [float(tail[min(k, len(s)) - 1]) for k in ranks]
     state = ExplorerState(
         target_name=target,
         b=b,
@@ -169,27 +174,28 @@ def explorer_state(
         keep=len(kept),
         permute=permute,
         target=t,
-        c3a=c3a,
-        lora=lora,
+        c3a=block_circulant(kept_kernel),
+        lora=best_lora_update(t, r),
         c3a_parameters=c3a_parameter_count(d_out, d_in, b),
         lora_parameters=lora_parameter_count(d_out, d_in, r),
-        c3a_rank=matrix_rank(c3a),
-        lora_rank=matrix_rank(lora),
-        c3a_error=float(np.linalg.norm(c3a - t)),
-        lora_error=float(np.linalg.norm(lora - t)),
-        c3a_error_all_frequencies=float(np.linalg.norm(block_circulant(kernel) - t)),
-        frequency_energy=frequency_energy(kernel),
+        c3a_rank=block_circulant_rank(kept_kernel),
+        lora_rank=int((s[:r] > max(d_in, d_out) * np.finfo(float).eps * s[0]).sum()),
+        c3a_error=float(np.sqrt(max(total - energy[kept].sum(), 0.0) / total)),
+        lora_error=float(tail[min(r, len(s)) - 1]),
+        c3a_error_all_frequencies=c3a_error(b),
+        frequency_energy=energy,
         kept_frequencies=kept,
         curve_budgets=[c3a_parameter_count(d_out, d_in, k) for k in sizes],
-        curve_c3a=curve_c3a,
+        curve_c3a=[c3a_error(k) for k in sizes],
         curve_lora_budgets=[lora_parameter_count(d_out, d_in, k) for k in ranks],
-        curve_lora=curve_lora,
-        spectra={"target": s, "C3A": c3a_singular_values(keep_frequencies(kernel, kept)), "LoRA": s[:r]},
+        curve_lora=lora_errors,
+        spectra={"target": s, "C3A": c3a_singular_values(kept_kernel), "LoRA": s[:r]},
     )
     state.readout = _readout_html(state)
     return state
 
 
+@one_blas_thread
 def rank_options(target: str, b: int, permute: bool = False, d: int = SIZE, seed: int = 0) -> list[tuple[str, int]]:
     """The C3A rank slider's options: ``(label, keep)`` for each distinct set of strongest frequencies.
 
@@ -201,7 +207,7 @@ def rank_options(target: str, b: int, permute: bool = False, d: int = SIZE, seed
         kept = tuple(strongest_frequencies(kernel, keep))
         if kept and kept not in seen:
             seen.add(kept)
-            options.append((str(matrix_rank(block_circulant(keep_frequencies(kernel, kept)))), keep))
+            options.append((str(block_circulant_rank(keep_frequencies(kernel, kept))), keep))
     return options
 
 

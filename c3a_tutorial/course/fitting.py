@@ -16,6 +16,7 @@ Both families are judged by the relative Frobenius error ``‖ΔW − T‖ / ‖
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..c3a.block_circulant import block_circulant
 from ..c3a.counting import (
+    block_circulant_rank,
     c3a_parameter_count,
     check_block_size,
     check_positive_int,
@@ -32,14 +34,33 @@ from ..c3a.counting import (
 )
 
 
+def one_blas_thread(fn):
+    """Run ``fn`` with NumPy's BLAS on one thread (if ``threadpoolctl`` is installed; otherwise as it is).
+
+    The course's matrices are small (≤ 384): one thread is as fast as two on an idle machine, and on a busy
+    one (a shared 2-core CI runner) BLAS threads that wait for each other made a 192 × 192 SVD 40x slower.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - an optional speed-up
+            return fn(*args, **kwargs)
+        with threadpool_limits(1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 @dataclass
 class FitResult:
     """One fitted update and how good it is.
 
     ``method`` is ``"c3a"`` or ``"lora"``; ``setting`` says ``"b=16"`` or ``"r=4"``; ``parameters`` is the
     number of trainable numbers that setting costs; ``delta_weight`` is the fitted ``ΔW`` (a float tensor,
-    ``d_out × d_in``); ``relative_error`` is ``‖ΔW − T‖ / ‖T‖``; ``rank`` is ``matrix_rank(ΔW)``; ``losses`` is
-    the relative error after every Adam step (empty for an exact fit). ``energy_captured`` is
+    ``d_out × d_in``); ``relative_error`` is ``‖ΔW − T‖ / ‖T‖``; ``rank`` is its numerical rank (``matrix_rank``'s
+    rule); ``losses`` is the relative error after every Adam step (empty for an exact fit). ``energy_captured`` is
     ``1 − relative_error²``: for an exact fit (an orthogonal projection) it equals ``‖ΔW‖² / ‖T‖²``.
     """
 
@@ -98,22 +119,30 @@ def best_lora_update(target, rank: int) -> np.ndarray:
     return (u[:, :rank] * s[:rank]) @ vt[:rank]
 
 
-def _result(method: str, setting: str, parameters: int, delta: np.ndarray, target: np.ndarray) -> FitResult:
+def _result(method: str, setting: str, parameters: int, delta: np.ndarray, target: np.ndarray, rank: int):
     error = float(np.linalg.norm(delta - target) / np.linalg.norm(target))
-    return FitResult(method, setting, parameters, torch.from_numpy(delta), error, matrix_rank(delta), [])
+    return FitResult(method, setting, parameters, torch.from_numpy(delta), error, rank, [])
 
 
+@one_blas_thread
 def best_c3a_fit(target, block_size: int) -> FitResult:
     """The exact best C3A fit to ``target`` at block size ``b`` (``project_block_circulant``), as a ``FitResult``."""
     t = _as_float64(target)
-    delta = project_block_circulant(t, block_size)
-    return _result("c3a", f"b={block_size}", c3a_parameter_count(*t.shape, block_size), delta, t)
+    kernel = best_c3a_kernel(t, block_size)
+    count = c3a_parameter_count(*t.shape, block_size)
+    return _result("c3a", f"b={block_size}", count, block_circulant(kernel), t, block_circulant_rank(kernel))
 
 
+@one_blas_thread
 def best_lora_fit(target, rank: int) -> FitResult:
     """The exact best LoRA fit to ``target`` at rank ``r`` (truncated SVD), as a ``FitResult``."""
     t = _as_float64(target)
-    return _result("lora", f"r={rank}", lora_parameter_count(*t.shape, rank), best_lora_update(t, rank), t)
+    check_positive_int(rank=rank)
+    u, s, vt = np.linalg.svd(t, full_matrices=False)
+    delta = (u[:, :rank] * s[:rank]) @ vt[:rank]
+    kept = s[:rank]  # the rank of the truncation, by matrix_rank's rule applied to T's singular values
+    fit_rank = int((kept > max(t.shape) * np.finfo(float).eps * s[0]).sum())
+    return _result("lora", f"r={rank}", lora_parameter_count(*t.shape, rank), delta, t, fit_rank)
 
 
 def fit_update(

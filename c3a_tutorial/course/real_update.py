@@ -3,14 +3,17 @@
 ``ΔW = W_after − W_before`` of one attention ``query`` layer (384 × 384) of the bundled all-MiniLM-L6-v2 after
 *full* fine-tuning on the offline docstring task (notebook 05's CPU configuration by default), cropped to its
 top-left ``size × size`` corner and stored as float16 in ``data/minilm_query_delta.npy``. The explorer and
-notebook 03 read it with ``load_real_update()``; ``python -m c3a_tutorial.course.real_update`` remakes it
-(a few CPU minutes; needs the ``finetune`` extra). ``data/README.md`` records how the stored file was made.
+notebook 03 read it with ``load_real_update()`` (in Colab, where only the package is installed, it fetches the
+file from the repository); ``python -m c3a_tutorial.course.real_update`` remakes it, bit for bit (a few CPU
+minutes; needs the ``finetune`` extra). ``data/README.md`` records how the stored file was made.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +29,26 @@ def real_update_path() -> Path:
     return Path(folder) / FILE_NAME if folder else Path(__file__).resolve().parents[2] / "data" / FILE_NAME
 
 
+def _fetch_in_colab(path: Path) -> Path:
+    # Inside Google Colab only the package is installed, not data/: fetch the 72 KiB file from the repository
+    # once (into ~/.cache). Nowhere else is anything downloaded.
+    if "google.colab" not in sys.modules:
+        return path
+    from ..tools.colab import BRANCH, REPOSITORY
+
+    cached = Path.home() / ".cache" / "c3a_tutorial" / FILE_NAME
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        url = f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/data/{FILE_NAME}"
+        urllib.request.urlretrieve(url, cached)
+    return cached
+
+
 def load_real_update(path: str | os.PathLike | None = None) -> np.ndarray:
     """The stored ``ΔW`` as a float64 ``(size, size)`` array. A clear error says how to make it if it is missing."""
     path = Path(path) if path is not None else real_update_path()
+    if not path.is_file():
+        path = _fetch_in_colab(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"No stored fine-tuning update at {path}. It ships with the repository's data/ folder; to remake it, "

@@ -414,3 +414,42 @@ def test_check_block_kernel_with_rank():
         checks.check_block_kernel_with_rank(np.fft.ifft(spectrum, axis=-1), m=2, n=3, b=4, rank=1)
     with pytest.raises(checks.ExerciseError, match="shape"):
         checks.check_block_kernel_with_rank(kernel[0], m=2, n=3, b=4, rank=6)
+
+
+def _nb03_cells():
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "notebooks" / "03_block_circulant_layers.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    by_id = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in cells if "nbgrader" in c["metadata"]}
+    setup = (
+        "import numpy as np\nfrom c3a_tutorial import block_circulant, valid_block_sizes\n"
+        "from c3a_tutorial.course import checks\n"
+    )
+    return by_id, setup
+
+
+@pytest.mark.parametrize("exercise", [1, 2, 3, 4])
+def test_nb03_test_cells_pass_the_solution_and_fail_the_typical_mistake(exercise):
+    import re
+
+    from tests.tools.mistakes_03 import MESSAGES, MISTAKES
+
+    by_id, setup = _nb03_cells()
+    solution, test = by_id[f"nb03_ex{exercise}_solution"], by_id[f"nb03_ex{exercise}_test"]
+    assert "### BEGIN HIDDEN TESTS" in test and "### BEGIN SOLUTION" in solution
+    namespace = {}
+    exec(setup + solution + "\n" + test, namespace)  # the stored solution passes, hidden cases included
+    namespace = {}
+    with pytest.raises(checks.ExerciseError, match=re.escape(MESSAGES[f"nb03_ex{exercise}_solution"])):
+        exec(setup + MISTAKES[f"nb03_ex{exercise}_solution"] + "\n" + test, namespace)
+
+
+def test_nb03_hidden_tests_catch_an_answer_hard_coded_for_the_visible_case():
+    by_id, setup = _nb03_cells()
+    visible, hidden = by_id["nb03_ex1_test"].split("### BEGIN HIDDEN TESTS")
+    hard_coded = "def same_budget_rank(d_out, d_in, b):\n    return 4\n"
+    exec(setup + hard_coded + visible, {})  # passes the visible case ...
+    with pytest.raises(checks.ExerciseError):
+        exec(setup + hard_coded + by_id["nb03_ex1_test"], {})  # ... not the hidden ones

@@ -102,3 +102,9 @@ def test_explorer_rejects_bad_arguments():
         explorer.rank_parameter_explorer(target="nope")
     with pytest.raises(ValueError, match="Valid block sizes"):
         explorer.rank_parameter_explorer(b=5)
+
+
+def test_a_missing_real_update_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("C3A_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="python -m c3a_tutorial.course.real_update"):
+        load_real_update()
