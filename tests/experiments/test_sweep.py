@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from c3a_tutorial.experiments import sweep, sweep_report
+from c3a_tutorial.experiments import sweep, sweep_cli, sweep_report
 
 from ..tiny_bert import make_tiny_bert
 
@@ -59,7 +59,7 @@ def counted(monkeypatch):
 
 def test_every_run_is_stored_with_table_figure_and_paired_comparison(tiny_dir, tmp_path, capsys, counted):
     out = tmp_path / "sweep.json"
-    results = sweep.main(_argv(tiny_dir, out, "--seeds", "0", "1", "--lr", "c3a=1", "lora=0.01"))
+    results = sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "1", "--lr", "c3a=1", "lora=0.01"))
     stored = json.loads(out.read_text())
     assert stored == results and stored["format"] == sweep.FORMAT and stored["status"] == "complete"
     ids = sorted(r["run_id"] for r in stored["runs"])
@@ -82,7 +82,7 @@ def test_every_run_is_stored_with_table_figure_and_paired_comparison(tiny_dir, t
     assert "| C3A | b=8 |" in capsys.readouterr().out
     # --report-only rewrites table and figure from the JSON without training.
     out.with_suffix(".png").unlink()
-    sweep.main(_argv(tiny_dir, out, "--seeds", "0", "1", "--lr", "c3a=1", "lora=0.01", "--report-only"))
+    sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "1", "--lr", "c3a=1", "lora=0.01", "--report-only"))
     assert out.with_suffix(".png").exists() and len(counted) == 4
 
 
@@ -91,7 +91,7 @@ def test_resume_skips_finished_runs_and_an_interruption_keeps_them(tiny_dir, tmp
     fixed = ("--lr", "c3a=1", "lora=0.01")
     counted.interrupt_at = 2  # the second run is interrupted: the first must already be on disk
     with pytest.raises(KeyboardInterrupt):
-        sweep.main(_argv(tiny_dir, out, "--seeds", "0", *fixed))
+        sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", *fixed))
     first = json.loads(out.read_text())
     assert [r["run_id"] for r in first["runs"]] == ["c3a b=8 lr=1 seed=0"]
     assert first["status"] == "partial: 1 of 2 planned runs finished"
@@ -99,20 +99,20 @@ def test_resume_skips_finished_runs_and_an_interruption_keeps_them(tiny_dir, tmp
 
     counted.interrupt_at = None
     counted.clear()
-    sweep.main(_argv(tiny_dir, out, "--seeds", "0", "1", *fixed))
+    sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "1", *fixed))
     assert counted == [("lora", 0), ("c3a", 1), ("lora", 1)]  # c3a seed 0 was not run again; seed by seed
     stored = json.loads(out.read_text())
     assert stored["runs"][0] == first["runs"][0] and len(stored["runs"]) == 4
 
     counted.clear()
-    sweep.main(_argv(tiny_dir, out, "--seeds", "0", "1", *fixed))
+    sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "1", *fixed))
     assert counted == [] and json.loads(out.read_text())["runs"] == stored["runs"]
 
 
 def test_the_lr_grid_runs_on_validation_then_the_main_grid_reuses_its_run(tiny_dir, tmp_path, counted):
     out = tmp_path / "sweep.json"
     grid = ("--lr-grid", "c3a=0.5,2", "--lr-block-size", "8", "--ranks")  # the last --ranks wins: no LoRA
-    results = sweep.main(_argv(tiny_dir, out, "--seeds", "0", "1", *grid))
+    results = sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "1", *grid))
     lrs = results["learning_rates"]["c3a"]
     grid = {run["lr"]: run["val_accuracy"] for run in results["runs"] if run["phase"] == "lr grid"}
     assert sorted(grid) == [0.5, 2.0] and lrs["grid"] == {"0.5": grid[0.5], "2": grid[2.0]}
@@ -131,7 +131,7 @@ def test_a_corrupted_results_file_is_refused_untouched(tiny_dir, tmp_path, capsy
     out = tmp_path / "sweep.json"
     out.write_bytes(content)
     with pytest.raises(SystemExit) as exit_info:
-        sweep.main(_argv(tiny_dir, out, "--seeds", "0", "--lr", "c3a=1", "lora=0.01"))
+        sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "--lr", "c3a=1", "lora=0.01"))
     assert exit_info.value.code == 2
     assert "left untouched" in capsys.readouterr().err
     assert out.read_bytes() == content and counted == []
@@ -140,10 +140,10 @@ def test_a_corrupted_results_file_is_refused_untouched(tiny_dir, tmp_path, capsy
 
 def test_a_file_from_other_training_settings_is_refused_untouched(tiny_dir, tmp_path, capsys, counted):
     out = tmp_path / "sweep.json"
-    sweep.main(_argv(tiny_dir, out, "--seeds", "0", "--ranks", "--lr", "c3a=1"))
+    sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "--ranks", "--lr", "c3a=1"))
     before = out.read_bytes()
     with pytest.raises(SystemExit):
-        sweep.main(_argv(tiny_dir, out, "--seeds", "0", "--ranks", "--lr", "c3a=1", "--max-length", "24"))
+        sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "--ranks", "--lr", "c3a=1", "--max-length", "24"))
     assert "'max_length': (16, 24)" in capsys.readouterr().err
     assert out.read_bytes() == before and len(counted) == 1
 
@@ -178,7 +178,7 @@ def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tiny_dir, tmp_
         pytest.skip("this machine has CUDA")
     out = tmp_path / "sweep.json"
     with pytest.raises(SystemExit) as exit_info:
-        sweep.main(_argv(tiny_dir, out, "--seeds", "0", "--lr", "c3a=1", "lora=0.01", "--device", "cuda"))
+        sweep_cli.main(_argv(tiny_dir, out, "--seeds", "0", "--lr", "c3a=1", "lora=0.01", "--device", "cuda"))
     assert exit_info.value.code == 2 and "not available here" in capsys.readouterr().err
     assert not out.exists() and counted == []
 
