@@ -202,6 +202,15 @@ def test_solutions_get_full_marks_and_the_release_gets_zero(course, path):
     short = {g: (s, m) for g, (s, m, kind) in full.items() if kind == "code" and s != m}
     assert not short, f"{path.stem}: the solution notebook loses points on {short}"
     assert autograded_points(full)[1] > 0, f"{path.stem}: no autograded points"
+    # Every cell of the solution notebook runs in the course directory: its data came with it.
+    ran = course.autograded("solutions", path.stem)
+    errors = [
+        f"cell {i}: {o['ename']}: {message_lines(o)[:1]}"
+        for i, c in enumerate(ran.cells)
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
+    assert not errors, f"{path.stem}: the solution notebook fails under nbgrader autograde: {errors}"
     blank = autograded_points(course.scores(course.blank, path.stem))
     assert blank[0] == 0, f"{path.stem}: the untouched release version scores {blank}"
 
