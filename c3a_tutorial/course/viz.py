@@ -171,7 +171,7 @@ def plot_frequency_block_diagonal(kernel):
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained")
     for ax, matrix, title in (
         (axes[0], block_circulant(kernel), "|ΔW| (blocks in space)"),
-        (axes[1], frequency_block_diagonal(kernel), f"after block DFTs and the frequency permutation: {b} blocks"),
+        (axes[1], frequency_block_diagonal(kernel), f"|P (I⊗F) ΔW (I⊗F⁻¹) Pᵀ|: {b} frequency blocks"),
     ):
         image = ax.imshow(np.abs(matrix), cmap="viridis")
         ax.set_title(title, fontsize=10)
