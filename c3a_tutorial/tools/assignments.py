@@ -118,6 +118,12 @@ def points(nb) -> dict[str, float]:
     return {_meta(c)["grade_id"]: float(_meta(c).get("points", 0)) for c in nb.cells if _meta(c).get("grade")}
 
 
+def points_by_kind(nb) -> tuple[float, float]:
+    """``(autograded points, written-answer points)`` of ``nb``: test cells are code, written answers markdown."""
+    graded = [(c.cell_type, float(_meta(c).get("points", 0))) for c in nb.cells if _meta(c).get("grade")]
+    return sum(p for t, p in graded if t == "code"), sum(p for t, p in graded if t == "markdown")
+
+
 def problems(nb, name: str = "notebook") -> list[str]:
     """Everything that stops ``nb`` from being one of this course's nbgrader source notebooks; ``[]`` if none.
 
@@ -352,8 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in found:
         print(problem)
     if not found:
-        totals = {Path(p).name: sum(points(nbformat.read(p, as_version=4)).values()) for p in paths}
-        print("OK: " + ", ".join(f"{name} {total:g} points" for name, total in totals.items()))
+        total = 0.0
+        for path in sorted(Path(p) for p in paths):
+            nb = nbformat.read(path, as_version=4)
+            (auto, written), count = points_by_kind(nb), len(exercises(nb))
+            total += auto + written
+            summary = f"{auto:g} autograded + {written:g} written = {auto + written:g}"
+            print(f"{path.name}: {count} exercises; points {summary}")
+        print(f"OK: {len(paths)} notebooks, {total:g} points")
     return 1 if found else 0
 
 
@@ -370,5 +382,6 @@ __all__ = [
     "init",
     "main",
     "points",
+    "points_by_kind",
     "problems",
 ]

@@ -55,7 +55,8 @@ def test_grade_ids_are_unique_across_notebooks():
 def test_check_command_accepts_the_repository_notebooks(capsys):
     result = _main(capsys, "check")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: ") and "points" in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(SOURCE_NOTEBOOKS) + 1 and lines[-1].startswith(f"OK: {len(SOURCE_NOTEBOOKS)} notebooks")
 
 
 # ------------------------------------------------------------------------------------------ synthetic notebooks
@@ -63,6 +64,7 @@ def test_synthetic_notebook_has_no_problems():
     assert problems(synthetic_notebook(), "99_synthetic.ipynb") == []
     assert [g for _, g in assignments.exercises(synthetic_notebook())] == ["nb99_ex1_solution", "nb99_ex2_solution"]
     assert assignments.points(synthetic_notebook()) == {"nb99_ex1_test": 2, "nb99_ex2_test": 1, "nb99_q1_answer": 1}
+    assert assignments.points_by_kind(synthetic_notebook()) == (3, 1)
 
 
 def test_an_exercise_without_its_test_cell_is_named():
