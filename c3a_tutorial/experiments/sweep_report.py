@@ -71,6 +71,10 @@ def summarize(results: dict) -> list[dict]:
     return sorted(rows, key=lambda r: (order[r["method"]], r["adapter_params"]))
 
 
+def _pm(mean: float, std: float, seeds: list) -> str:
+    return f"{mean:.3f} ± {std:.3f}" if len(seeds) > 1 else f"{mean:.3f}"
+
+
 def format_sweep_table(results: dict) -> str:
     """The mean ± std table (Markdown) of the main grid, one row per setting."""
     lines = [
@@ -81,7 +85,7 @@ def format_sweep_table(results: dict) -> str:
     for r in summarize(results):
         lines.append(
             f"| {LABELS[r['method']]} | {r['setting']} | {r['adapter_params']:,} | "
-            f"{r['test_mean']:.3f} ± {r['test_std']:.3f} | {r['val_mean']:.3f} ± {r['val_std']:.3f} | "
+            f"{_pm(r['test_mean'], r['test_std'], r['seeds'])} | {_pm(r['val_mean'], r['val_std'], r['seeds'])} | "
             f"{len(r['seeds'])} | {r['lr']:g} | {r['peak_memory_mb']:.0f} | {r['time_per_step_s']:.2f} |"
         )
     return "\n".join(lines)
@@ -93,7 +97,9 @@ def format_lr_table(results: dict) -> str:
     lines.append("|---|---|---|---|---|")
     scales = {r["method"]: r.get("adapter_scale") or 1.0 for r in results["runs"]}
     for method, info in results.get("learning_rates", {}).items():
-        grid = " · ".join(f"{lr} → {acc:.3f}" for lr, acc in info.get("grid", {}).items()) or info.get("chosen_by", "")
+        grid = " · ".join(f"{lr} → {acc:.3f}" for lr, acc in info.get("grid", {}).items())
+        if not grid:
+            grid = "not run yet" if info.get("chosen") is None else info.get("chosen_by", "")
         ref = info.get("reference_setting")
         setting = "-" if ref is None else get_method(method).setting(ref)
         chosen = info.get("chosen")
@@ -189,6 +195,27 @@ def describe_pairs(results: dict) -> str:
     return "\n".join([*lines, summary])
 
 
+def ranking_stability(results: dict) -> str:
+    """Whether the order of the settings still moves in the last epoch: Kendall's τ between the settings' mean
+    validation accuracy after the second-to-last epoch and after the last (main grid, adapters and full)."""
+    from scipy import stats
+
+    by_setting: dict[tuple, list[list[float]]] = {}
+    for run in main_runs(results):
+        history = [e["val_accuracy"] for e in run.get("eval", [])]
+        if len(history) >= 2:
+            by_setting.setdefault((run["method"], _setting(run)), []).append(history[-2:])
+    if len(by_setting) < 3:
+        return "Too few settings so far to say whether their order is stable."
+    before = [statistics.fmean(h[0] for h in hs) for hs in by_setting.values()]
+    after = [statistics.fmean(h[1] for h in hs) for hs in by_setting.values()]
+    tau = stats.kendalltau(before, after).statistic
+    return (
+        f"Order of the {len(by_setting)} settings by validation accuracy, one epoch before the end vs at the end: "
+        f"Kendall τ = {tau:.2f} (1 = the same order){'; the ranking has settled' if tau >= 0.7 else ''}."
+    )
+
+
 def plot_sweep(results: dict, path: str | Path | None = None):
     """The Figure-1-style chart (accuracy vs adapter parameters) plus peak memory and time per step panels."""
     import matplotlib
@@ -260,6 +287,8 @@ def format_report(results: dict) -> str:
             format_lr_table(results),
             "## C3A vs LoRA at matched budgets, seed by seed",
             describe_pairs(results),
+            "## Is the ranking still moving?",
+            ranking_stability(results),
         ]
     )
 
@@ -343,6 +372,7 @@ __all__ = [
     "format_lr_table",
     "paired_comparison",
     "describe_pairs",
+    "ranking_stability",
     "plot_sweep",
     "format_report",
     "write_report",
