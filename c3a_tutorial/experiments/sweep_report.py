@@ -259,13 +259,16 @@ def plot_sweep(results: dict, path: str | Path | None = None):
     axes[1].set_yscale("log")  # full fine-tuning's optimizer state dwarfs the adapters'
     axes[1].set_xlabel("adapter parameters")
     axes[2].set_xlabel("adapter parameters")
+    axes[2].set_ylim(bottom=0)
     training = results["training"]
-    seeds = results.get("plan", {}).get("seeds", [])
+    counts = sorted({len(r["seeds"]) for r in rows}) or [0]
+    per_point = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    machine = results["runs"][0].get("machine", "?") if results["runs"] else "?"
     fig.suptitle(
-        f"{training['model']} on {training['dataset']}: {training['epochs']} epochs, {training['max_length']} tokens, "
-        f"mean ± std over {len(seeds)} seeds ({results.get('status', '')}); memory and time from "
-        f"{results['runs'][0].get('device', '?') if results['runs'] else '?'}",
-        fontsize=10,
+        f"{training['model']} on {training['dataset']}: {training['epochs']} epochs, {training['max_length']} tokens; "
+        f"mean and std over {per_point} seed(s) per point; {results.get('status', '')}\n"
+        f"memory and time: {machine}",
+        fontsize=9,
     )
     fig.tight_layout()
     if path is not None:
