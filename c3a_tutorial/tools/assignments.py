@@ -17,7 +17,8 @@ Command line::
 - ``nbgrader_config.py``: the course id, the course root, an exchange folder (``COURSE_DIR/exchange`` unless
   ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, and the student-version header;
 - ``source/<notebook stem>/``: one assignment per notebook, holding the notebook and the repository data files
-  it reads (under ``data/``, the same relative path as in the repository);
+  its code names (under ``data/``, the same relative path as in the repository; nbgrader copies them into
+  every release and every autograded submission, so the notebook finds them in ``data/`` next to it);
 - ``student_header.ipynb``: the note nbgrader's ``IncludeHeaderFooter`` puts at the top of every student
   version (each exercise is nbgrader's ``raise NotImplementedError()`` stub);
 - an empty ``exchange/`` when the exchange is the default one.
@@ -59,8 +60,6 @@ HEADER_NAME = "student_header.ipynb"
 SOLUTION_DELIMITERS = ("BEGIN SOLUTION", "END SOLUTION")
 HIDDEN_TEST_DELIMITERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
-# Package functions that read a file of the repository's data/ folder, for the notebooks that call them.
-DATA_LOADERS = {"load_real_update": "minilm_query_delta.npy"}
 # What the data scan never copies: generated at run time, or documentation.
 DATA_EXCLUDED = ("cache/*", "README.md")
 
@@ -217,8 +216,11 @@ def course_problems(paths: Iterable[Path]) -> list[str]:
 
 
 def data_files(nb, data_root: Path = REPOSITORY_DATA) -> list[Path]:
-    """The files of ``data_root`` that ``nb``'s code reads: named (or matched by a glob) in a code cell, or read
-    by a package loader the notebook calls (``DATA_LOADERS``). Generated caches and READMEs are left out."""
+    """The files of ``data_root`` that ``nb``'s code reads itself: named, or matched by a glob, in a code cell.
+
+    Generated caches and READMEs are left out. Files the package reads for a notebook (the MiniLM ``ΔW`` of
+    notebook 03, the data set cache of notebook 05) are found by the package itself, in the checkout it is
+    installed from (``pip install -e``) or ``$C3A_DATA_DIR``, so they are not copied."""
     data_root = Path(data_root)
     if not data_root.is_dir():
         return []
@@ -230,12 +232,7 @@ def data_files(nb, data_root: Path = REPOSITORY_DATA) -> list[Path]:
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     literals = set(re.findall(r"""["']([^"'\n]+)["']""", code))
     patterns = {Path(s).name for s in literals if "*" in s or "?" in s}
-    wanted = {name for loader, name in DATA_LOADERS.items() if re.search(rf"\b{loader}\s*\(", code)}
-    return [
-        p
-        for p in candidates
-        if p.name in wanted or p.name in code or any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns)
-    ]
+    return [p for p in candidates if p.name in code or any(fnmatch.fnmatch(p.name, x) for x in patterns)]
 
 
 def _header_notebook():

@@ -177,14 +177,13 @@ def _data_root(tmp_path: Path) -> Path:
     return data
 
 
-def test_data_files_are_the_ones_the_code_reads(tmp_path, monkeypatch):
+def test_data_files_are_the_ones_the_code_reads(tmp_path):
     data = _data_root(tmp_path)
-    monkeypatch.setitem(assignments.DATA_LOADERS, "load_delta", "delta.npy")
     nb = synthetic_notebook()
     assert assignments.data_files(nb, data) == []
     nb.cells.insert(1, new_code_cell('paths = glob.glob(os.path.join("..", "data", "results", "bench*.json"))'))
     assert [p.name for p in assignments.data_files(nb, data)] == ["bench_cpu.json", "bench_gpu.json"]
-    nb.cells.insert(1, new_code_cell("delta = load_delta()\n"))
+    nb.cells.insert(1, new_code_cell('delta = np.load(Path("data") / "delta.npy")\n'))
     nb.cells.insert(1, new_markdown_cell("The sweep is in `lr_sweep.json` (prose does not count)."))
     names = [p.relative_to(data).as_posix() for p in assignments.data_files(nb, data)]
     assert names == ["delta.npy", "results/bench_cpu.json", "results/bench_gpu.json"]
