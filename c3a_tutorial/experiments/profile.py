@@ -134,6 +134,17 @@ def time_steps(step: Callable[[], object], repeats: int, clock: str = "cpu") -> 
     return times
 
 
+def time_interleaved(steps: dict[str, Callable[[], object]], rounds: int, clock: str = "cpu") -> dict[str, list]:
+    """Milliseconds of every step, ``rounds`` times, all steps once per round in an order rotated each round (so no
+    step always runs first); as the benchmark times methods, for comparisons outside it (e.g. two operators)."""
+    names = list(steps)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name] += time_steps(steps[name], 1, clock)
+    return times
+
+
 def profile_operator(
     d_out: int,
     d_in: int,

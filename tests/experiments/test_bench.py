@@ -193,3 +193,10 @@ def test_profile_flag_adds_the_breakdown(tmp_path, capsys):
         (128, 64, 128, 16),
     }
     assert "operator profile" in capsys.readouterr().out
+
+
+def test_time_interleaved_rotates_the_order():
+    calls = []
+    times = profile.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3} and all(t >= 0 for v in times.values() for t in v)
