@@ -115,8 +115,12 @@ _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dt
 _NARROW = 8  # output blocks below which the per-frequency GEMM is computed transposed
 
 
-def _chunk_rows(d_in: int, d_out: int, dtype: torch.dtype) -> int:
-    """Tokens per chunk: ``_CHUNK_BYTES`` of input and output rows, at least 8."""
+def _chunk_rows(d_in: int, d_out: int, dtype: torch.dtype, device: torch.device | None = None) -> int:
+    """Tokens per chunk on a CPU: ``_CHUNK_BYTES`` of input and output rows, at least 8. Elsewhere no limit: a GPU
+    has no such cache to fit and its caching allocator reuses buffers, while each chunk would cost kernel launches
+    (the GPU path has not been timed here)."""
+    if device is not None and device.type != "cpu":
+        return 2**62
     return max(8, _CHUNK_BYTES // ((d_in + d_out) * torch.finfo(dtype).bits // 8))
 
 
@@ -193,7 +197,7 @@ class BlockCirculantMatmul(torch.autograd.Function):
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
         form = _real_form(_kernel_freq(kernel, dtype, scale).transpose(1, 2))  # (F, 2n, 2m): X ↦ X Wᵀ
-        rows = _chunk_rows(n * b, m * b, dtype)
+        rows = min(_chunk_rows(n * b, m * b, dtype, x.device), x.shape[0])
         (in_buf, out_buf), gemm_buf = _buffers(rows, b // 2 + 1, max(m, n), dtype, x.device, 2)
         y = torch.empty(x.shape[0], m * b, dtype=x.dtype, device=x.device)
         for start in range(0, x.shape[0], rows):
@@ -207,7 +211,7 @@ class BlockCirculantMatmul(torch.autograd.Function):
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
         need_x, need_w = ctx.needs_input_grad[:2]
-        rows = _chunk_rows(n * b, m * b, dtype)
+        rows = min(_chunk_rows(n * b, m * b, dtype, x.device), x.shape[0])
         (g_buf, x_buf, out_buf), gemm_buf = _buffers(rows, b // 2 + 1, max(m, n), dtype, x.device, 3)
         # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
         form = _real_form(_kernel_freq(kernel, dtype, ctx.scale).conj()) if need_x else None  # (F, 2m, 2n)

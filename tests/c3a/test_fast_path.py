@@ -64,6 +64,8 @@ def test_chunk_rows_follow_the_byte_budget():
     assert bc_module._chunk_rows(768, 768, torch.float32) == bc_module._CHUNK_BYTES // (1536 * 4)
     assert bc_module._chunk_rows(768, 768, torch.float64) == bc_module._CHUNK_BYTES // (1536 * 8)
     assert bc_module._chunk_rows(10**9, 10**9, torch.float32) == 8
+    assert bc_module._chunk_rows(768, 768, torch.float32, torch.device("cpu")) == 2 * 2**20 // (1536 * 4)
+    assert bc_module._chunk_rows(768, 768, torch.float32, torch.device("meta")) >= 2**40  # one chunk off the CPU
 
 
 # The FFT path is gradchecked for the same shape classes in test_block_circulant.py; here the dense one.
