@@ -13,7 +13,7 @@ from .nb03_block_circulant import (
     check_c3a_projection,
     check_same_budget_rank,
 )
-from .nb04_layer import check_c3a_input_grad, check_c3a_kernel_grad, check_merged_weight
+from .nb04_layer import check_c3a_function, check_c3a_module
 from .nb05_finetuning import check_energy_rank
 
 __all__ = [
@@ -28,8 +28,7 @@ __all__ = [
     "check_block_size_choice",
     "check_c3a_projection",
     "check_block_kernel_with_rank",
-    "check_c3a_input_grad",
-    "check_c3a_kernel_grad",
-    "check_merged_weight",
+    "check_c3a_function",
+    "check_c3a_module",
     "check_energy_rank",
 ]
