@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (auto, written), count = points_by_kind(nb), len(exercises(nb))
             total += auto + written
             summary = f"{auto:g} autograded + {written:g} written = {auto + written:g}"
-            print(f"{path.name}: {count} exercises; points {summary}")
+            print(f"{path.name}: {count} exercise{'' if count == 1 else 's'}; points {summary}")
         print(f"OK: {len(paths)} notebooks, {total:g} points")
     return 1 if found else 0
 
