@@ -354,7 +354,8 @@ def show_stored_sweep(name: str = STORED_NAME) -> StoredSweep | None:
             "cores, minutes on a GPU)."
         )
         return None
-    print(f"{stored.json_path} — {stored.results.get('status', '')}")
+    where = "the package's copy" if stored.json_path.parent == PACKAGE_RESULTS else "data/results/"
+    print(f"{stored.json_path.name} ({where}) — {stored.results.get('status', '')}")  # no machine path
     try:
         from IPython.display import Image, Markdown, display
     except ImportError:  # plain Python: text only
