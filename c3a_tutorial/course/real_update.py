@@ -3,8 +3,9 @@
 ``ΔW = W_after − W_before`` of one attention ``query`` layer (384 × 384) of the bundled all-MiniLM-L6-v2 after
 *full* fine-tuning on the offline docstring task (notebook 05's CPU configuration by default), cropped to its
 top-left ``size × size`` corner and stored as float16 in ``data/minilm_query_delta.npy``. The explorer and
-notebook 03 read it with ``load_real_update()`` (in Colab, where only the package is installed, it fetches the
-file from the repository); ``python -m c3a_tutorial.course.real_update`` remakes it, bit for bit (a few CPU
+notebook 03 read it with ``load_real_update()`` (the package ships a copy, ``course/results/``, for Colab and
+pip installs, where there is no ``data/``; a test keeps the two identical);
+``python -m c3a_tutorial.course.real_update`` remakes it, bit for bit (a few CPU
 minutes; needs the ``finetune`` extra). ``data/README.md`` records how the stored file was made.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,38 +22,30 @@ FILE_NAME = "minilm_query_delta.npy"
 DEFAULTS = {"layer": 5, "size": 192, "epochs": 2, "train_size": 256, "max_length": 32, "seed": 0}
 
 
+PACKAGE_COPY = Path(__file__).resolve().parent / "results" / FILE_NAME  # package data: what Colab gets
+
+
 def real_update_path() -> Path:
     """Where the stored update lives: ``$C3A_DATA_DIR`` if set, else the checkout's ``data/`` folder."""
     folder = os.environ.get("C3A_DATA_DIR")
     return Path(folder) / FILE_NAME if folder else Path(__file__).resolve().parents[2] / "data" / FILE_NAME
 
 
-def _fetch_in_colab(path: Path) -> Path:
-    # Inside Google Colab only the package is installed, not data/: fetch the 72 KiB file from the repository
-    # once (into ~/.cache). Nowhere else is anything downloaded.
-    if "google.colab" not in sys.modules:
-        return path
-    from ..tools.colab import BRANCH, REPOSITORY
-
-    cached = Path.home() / ".cache" / "c3a_tutorial" / FILE_NAME
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        url = f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/data/{FILE_NAME}"
-        urllib.request.urlretrieve(url, cached)
-    return cached
-
-
 def load_real_update(path: str | os.PathLike | None = None) -> np.ndarray:
-    """The stored ``ΔW`` as a float64 ``(size, size)`` array. A clear error says how to make it if it is missing."""
-    path = Path(path) if path is not None else real_update_path()
-    if not path.is_file():
-        path = _fetch_in_colab(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No stored fine-tuning update at {path}. It ships with the repository's data/ folder; to remake it, "
-            "run `python -m c3a_tutorial.course.real_update` (needs the `finetune` extra, a few CPU minutes)."
-        )
-    return np.load(path).astype(np.float64)
+    """The stored ``ΔW`` as a float64 ``(size, size)`` array: from ``path``, else the checkout's ``data/`` (or
+    ``$C3A_DATA_DIR``), else the copy the package ships (a pip install or Colab has no ``data/``). A clear error
+    says how to make it if none is there."""
+    candidates = [Path(path)] if path is not None else [real_update_path()]
+    if path is None and not os.environ.get("C3A_DATA_DIR"):
+        candidates.append(PACKAGE_COPY)
+    for candidate in candidates:
+        if candidate.is_file():
+            return np.load(candidate).astype(np.float64)
+    raise FileNotFoundError(
+        f"No stored fine-tuning update at {candidates[0]}. It ships with the repository's data/ folder and inside "
+        "the package; to remake it, run `python -m c3a_tutorial.course.real_update` (needs the `finetune` extra, "
+        "a few CPU minutes)."
+    )
 
 
 def make_real_update(

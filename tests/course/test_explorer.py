@@ -108,3 +108,11 @@ def test_a_missing_real_update_says_how_to_make_it(tmp_path, monkeypatch):
     monkeypatch.setenv("C3A_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="python -m c3a_tutorial.course.real_update"):
         load_real_update()
+
+
+def test_the_package_ships_the_same_real_update_as_data():
+    from c3a_tutorial.course import real_update
+
+    assert real_update.PACKAGE_COPY.read_bytes() == real_update.real_update_path().read_bytes(), (
+        "c3a_tutorial/course/results/ must hold a copy of data/minilm_query_delta.npy (package data for Colab)"
+    )
