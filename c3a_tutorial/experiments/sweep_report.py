@@ -114,7 +114,7 @@ def paired_comparison(results: dict) -> list[dict]:
 
     Runs with the same seed see the same batches, so the per-seed difference removes the data-order part of
     the noise. ``within_noise`` is True unless the differences all have one sign *and* a paired t-test over
-    seeds gives p < 0.05 (with 2 seeds that needs near-identical differences; with 3, a clear margin).
+    seeds gives p < 0.05 with at least 3 seeds (two seeds are never enough to call it).
     """
     from scipy import stats
 
@@ -141,7 +141,7 @@ def paired_comparison(results: dict) -> list[dict]:
                 "adapter_params": budget, "c3a": _setting(methods["c3a"][seeds[0]]),
                 "lora": _setting(methods["lora"][seeds[0]]), "seeds": seeds, "differences": diffs, "mean": mean,
                 "p_value": p, "c3a_ahead": sum(d > 0 for d in diffs),
-                "within_noise": not (len(diffs) > 1 and same_sign and p < 0.05),
+                "within_noise": not (len(diffs) >= 3 and same_sign and p < 0.05),
             }
         )  # fmt: skip
     return out
@@ -158,6 +158,8 @@ def describe_pairs(results: dict) -> str:
         per_seed = ", ".join(f"{100 * d:+.1f}" for d in p["differences"])
         if len(p["seeds"]) < 2:
             verdict = "one seed so far: no estimate of the seed noise yet"
+        elif len(p["seeds"]) < 3:
+            verdict = "two seeds so far: too few to tell from seed noise"
         elif p["within_noise"]:
             verdict = "within seed noise"
         else:
@@ -180,10 +182,10 @@ def describe_pairs(results: dict) -> str:
 
         ahead = sum(d > 0 for d in every)
         sign_p = stats.binomtest(ahead, len(every)).pvalue
-        pooled = statistics.fmean(d for p in pairs for d in p["differences"])
+        pooled = statistics.median(d for p in pairs for d in p["differences"])  # one diverged run can't sway it
         summary += (
             f" Pooled over every matched budget and seed ({len(every)} pairs that differ): C3A ahead in {ahead}, "
-            f"mean C3A − LoRA {100 * pooled:+.1f} points; a sign test gives p = {sign_p:.2g}, so across budgets "
+            f"median C3A − LoRA {100 * pooled:+.1f} points; a sign test gives p = {sign_p:.2g}, so across budgets "
             + (
                 f"{'C3A' if ahead > len(every) / 2 else 'LoRA'} is ahead more often than chance would give."
                 if sign_p < 0.05
