@@ -39,19 +39,23 @@ The command line: ``sweep_cli``. Table, figure and the paired comparison: ``swee
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import gc
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..c3a.methods import get_method
-from .finetune import DEFAULT_HEAD_LR, FinetuneConfig, finetune
+import torch
 
-FORMAT = "c3a-tutorial parameter-budget sweep, v1"
+from ..c3a.layers import AdapterLinear
+from ..c3a.methods import get_method
+from . import sweep_report
+from .backbone import resolve_model
+from .data import load_dataset
+from .device import pick_device
+from .finetune import DEFAULT_HEAD_LR, DEFAULT_LR, FinetuneConfig, finetune
+from .sweep_file import FORMAT, SweepFileError, now, read_results, write_atomic
+
 DEFAULT_OUTPUT = "data/results/sweep_minilm.json"
 SPLIT_SEED = 0  # the train/validation/test split of every run; the run's seed only moves data order and init
 # In scale-1 units (lr × scale) the C3A grid is 0.3/384 ≈ 7.8e-4 ... 3/384 ≈ 7.8e-3: the same decade as LoRA's.
@@ -61,10 +65,6 @@ TRAINING_KEYS = (
     "model", "dataset", "epochs", "max_length", "batch_size", "head_lr", "train_size", "eval_size",
     "max_steps", "warmup_fraction", "target_modules", "device_type", "split_seed",
 )  # fmt: skip
-
-
-class SweepFileError(RuntimeError):
-    """The results file cannot be used as it is; it has not been touched."""
 
 
 @dataclass
@@ -138,14 +138,11 @@ def live_sweep(output: str | os.PathLike = "runs/sweep_live.json", device: str |
     """What notebook 05 runs live: on a GPU the whole sweep (with its own lr grid, bf16 autocast); elsewhere
     ``reduced_sweep_config`` at the stored sweep's chosen learning rates (``DEFAULT_LR`` if none is stored).
     Resumable like every sweep: a second call with the same ``output`` only reads the file."""
-    from .device import pick_device
-    from .finetune import DEFAULT_LR
-    from .sweep_report import load_stored_sweep
 
     if pick_device(device).type == "cuda":
         return run_sweep(SweepConfig(device=device, **overrides), output)
     lrs = {m: DEFAULT_LR[m] for m in ("c3a", "lora")}
-    stored = load_stored_sweep()
+    stored = sweep_report.load_stored_sweep()
     if stored is not None:
         chosen = {m: info.get("chosen") for m, info in stored.results.get("learning_rates", {}).items()}
         lrs.update({m: lr for m, lr in chosen.items() if m in lrs and lr is not None})
@@ -156,57 +153,6 @@ def run_id(method: str, setting: int | None, lr: float, seed: int) -> str:
     """``"c3a b=24 lr=3 seed=0"``, ``"full lr=0.0001 seed=1"``: a run's name in the file and on the bar."""
     label = "full" if method == "full" else f"{method} {get_method(method).setting(setting)}"
     return f"{label} lr={lr:g} seed={seed}"
-
-
-# --------------------------------------------------------------------------------------------------
-# The file
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def read_results(path: str | os.PathLike) -> dict | None:
-    """The sweep stored at ``path``; ``None`` when there is no file. A ``SweepFileError`` when it is not one."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    advice = "It was left untouched; move it aside or pass another --output to start a new sweep."
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SweepFileError(f"{path} is not valid JSON ({err}). {advice}") from err
-    problems = []
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        problems.append(f"its 'format' is not {FORMAT!r}")
-    elif not isinstance(data.get("training"), dict):
-        problems.append("it has no 'training' settings")
-    elif not isinstance(data.get("runs"), list):
-        problems.append("it has no list of 'runs'")
-    else:
-        for i, run in enumerate(data["runs"]):
-            if not isinstance(run, dict) or not isinstance(run.get("run_id"), str) or "accuracy" not in run:
-                problems.append(f"run {i} has no 'run_id' or no 'accuracy'")
-                break
-    if problems:
-        raise SweepFileError(f"{path} is not a sweep results file: {problems[0]}. {advice}")
-    return data
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,7 +234,6 @@ def planned_runs(config: SweepConfig, runs: list[dict], shape: tuple[int, int] =
 
 def _adapter_facts(model) -> dict:
     """Adapter parameters (trainable, not the head) and the adapter's ``ΔW`` scale, read off the model."""
-    from ..c3a.layers import AdapterLinear
 
     adapter = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("classifier."))
     scales = {float(m.scale) for m in model.modules() if isinstance(m, AdapterLinear)}
@@ -306,8 +251,6 @@ def run_sweep(config: SweepConfig, output: str | os.PathLike = DEFAULT_OUTPUT, d
     """
     from tqdm.auto import tqdm
 
-    from .data import load_dataset
-
     output = Path(output)
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -320,7 +263,7 @@ def run_sweep(config: SweepConfig, output: str | os.PathLike = DEFAULT_OUTPUT, d
             f"{output} holds a sweep with other training settings (file, now): {differ}. It was left untouched; "
             "use the same settings to resume, or another --output."
         )
-    results = stored or {"format": FORMAT, "created": _now(), "training": training, "runs": []}
+    results = stored or {"format": FORMAT, "created": now(), "training": training, "runs": []}
     data = load_dataset(config.dataset, seed=SPLIT_SEED) if data is None else data
 
     shape = _layer_shape(config)
@@ -342,7 +285,7 @@ def run_sweep(config: SweepConfig, output: str | os.PathLike = DEFAULT_OUTPUT, d
         gc.collect()
         history = record["eval"]
         record.update(
-            run_id=name, phase=phase, finished_at=_now(), split_seed=SPLIT_SEED, **facts,
+            run_id=name, phase=phase, finished_at=now(), split_seed=SPLIT_SEED, **facts,
             val_accuracy=history[-1]["val_accuracy"], best_val_accuracy=max(e["val_accuracy"] for e in history),
             lr_times_scale=record["lr"] * facts["adapter_scale"] if facts["adapter_scale"] else record["lr"],
         )  # fmt: skip
@@ -359,9 +302,7 @@ def run_sweep(config: SweepConfig, output: str | os.PathLike = DEFAULT_OUTPUT, d
     if rank == 0 and results["runs"]:
         _save(output, results, config)
         if report:
-            from .sweep_report import write_report
-
-            write_report(results, output)
+            sweep_report.write_report(results, output)
     return results
 
 
@@ -369,8 +310,6 @@ def _layer_shape(config: SweepConfig) -> tuple[int, int]:
     """``(hidden, hidden)``: the shape of a BERT-like model's query/value (orders the runs; 384 if unknown)."""
     try:
         import transformers
-
-        from .backbone import resolve_model
 
         hidden = int(transformers.AutoConfig.from_pretrained(resolve_model(config.model)).hidden_size)
     except Exception:  # noqa: BLE001 - only the order of the runs depends on it
@@ -380,9 +319,6 @@ def _layer_shape(config: SweepConfig) -> tuple[int, int]:
 
 def _device(config: SweepConfig, world_size: int):
     """The device ``finetune`` will use (under torchrun: CUDA if there is one, else the CPU)."""
-    import torch
-
-    from .device import pick_device
 
     if world_size > 1 and config.device is None:
         return pick_device("cuda" if torch.cuda.is_available() else "cpu")
@@ -400,7 +336,7 @@ def _finish(results: dict, config: SweepConfig) -> None:
     results["runs_planned"] = total
     results["runs_finished"] = finished
     results["status"] = "complete" if finished >= total else f"partial: {finished} of {total} planned runs finished"
-    results["updated"] = _now()
+    results["updated"] = now()
 
 
 def _save(output: Path, results: dict, config: SweepConfig) -> None:
@@ -411,7 +347,7 @@ def _save(output: Path, results: dict, config: SweepConfig) -> None:
         ours = {r["run_id"] for r in results["runs"]}
         results["runs"][:0] = [r for r in on_disk["runs"] if r["run_id"] not in ours]
     _finish(results, config)
-    _write_atomic(output, json.dumps(results, indent=1) + "\n")
+    write_atomic(output, json.dumps(results, indent=1) + "\n")
 
 
 __all__ = [

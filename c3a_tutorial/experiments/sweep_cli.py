@@ -12,6 +12,7 @@ import argparse
 import os
 
 from .sweep import DEFAULT_LR_GRID, DEFAULT_OUTPUT, SweepConfig, SweepFileError, read_results, run_sweep
+from .sweep_report import format_sweep_table, write_report
 
 
 def _lr_pairs(items: list[str], grid: bool) -> dict:
@@ -88,8 +89,6 @@ def main(argv: list[str] | None = None) -> dict:
             results = read_results(args.output)
             if results is None:
                 raise SweepFileError(f"{args.output} does not exist: nothing to report.")
-            from .sweep_report import write_report
-
             paths = write_report(results, args.output)
         else:
             results = run_sweep(config, args.output)
@@ -99,8 +98,6 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as err:
         parser.error(str(err))
     if int(os.environ.get("RANK", "0")) == 0:
-        from .sweep_report import format_sweep_table
-
         print(f"{args.output}: {results.get('status', '')}")
         print(format_sweep_table(results))
         if paths:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..c3a.methods import get_method
+from .sweep_file import read_results
 
 STORED_NAME = "sweep_minilm"  # data/results/sweep_minilm.{json,md,png}, and the package's copy
 PACKAGE_RESULTS = Path(__file__).resolve().parent / "results"  # shipped as package data
@@ -322,8 +323,6 @@ class StoredSweep:
 def load_stored_sweep(name: str = STORED_NAME) -> StoredSweep | None:
     """The stored sweep: the checkout's ``data/results/<name>.json`` if there is one, else the package's copy
     (what a pip-installed package, e.g. in Colab, has). ``None`` when neither exists."""
-    from .sweep import read_results
-
     for folder in (REPOSITORY_RESULTS, PACKAGE_RESULTS):
         path = folder / f"{name}.json"
         if path.exists():
