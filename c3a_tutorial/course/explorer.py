@@ -158,6 +158,7 @@ def explorer_state(
     total = float(np.sum(t**2))
     r = lora_rank_for_budget(d_out, d_in, b)
     s = np.linalg.svd(t, compute_uv=False)
+
     # Both fits are orthogonal projections, so ‖T − P T‖² = ‖T‖² − ‖P T‖²: C3A keeps Σ_(f kept) ‖Ŵ_f‖²
     # (the projection keeps b·‖kernel‖² in all), LoRA keeps σ_1² + ... + σ_r².
     def c3a_error(k):
