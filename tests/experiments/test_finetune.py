@@ -7,24 +7,11 @@ import torch
 
 from c3a_tutorial.experiments import finetune as ft
 from c3a_tutorial.experiments.backbone import load_classifier
-from c3a_tutorial.experiments.data import load_dataset
-
-from ..tiny_bert import make_tiny_bert
 
 RECORD_KEYS = {
     "method", "accuracy", "loss_curve", "eval", "trainable_params", "total_params", "peak_memory_mb",
     "peak_memory_kind", "time_per_step_s", "device", "seed", "versions", "machine", "lr", "head_lr",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
-
-@pytest.fixture(scope="module")
-def stdlib():
-    return load_dataset("stdlib", seed=0)
 
 
 def _config(tiny_dir, **kw):

@@ -14,14 +14,7 @@ from c3a_tutorial.experiments import train
 from c3a_tutorial.experiments.backbone import load_classifier
 from c3a_tutorial.experiments.config import FinetuneConfig
 
-from ..tiny_bert import make_tiny_bert
-
 TEXTS = ["Return the event loop of this thread.", "Parse an e-mail message from a string.", "Start a new process."]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _help_paragraphs(capsys) -> dict[str, str]:

@@ -13,13 +13,6 @@ import torch
 
 from c3a_tutorial.experiments import sweep, sweep_cli, sweep_report
 
-from ..tiny_bert import make_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
 
 def _argv(tiny_dir, out, *extra):
     # Tiny BERT (hidden 32): C3A b=8 and LoRA r=2 both train 512 adapter numbers, a matched budget.

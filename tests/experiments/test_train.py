@@ -10,20 +10,7 @@ from c3a_tutorial.c3a.methods import METHODS as ADAPTER_METHODS
 from c3a_tutorial.experiments import config as config_module
 from c3a_tutorial.experiments import train
 from c3a_tutorial.experiments.config import METHODS, FinetuneConfig, validate_config
-from c3a_tutorial.experiments.data import load_dataset
 from c3a_tutorial.experiments.record import format_table, setting_label
-
-from ..tiny_bert import make_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
-
-@pytest.fixture(scope="module")
-def stdlib():
-    return load_dataset("stdlib", seed=0)
 
 
 def test_methods_are_the_registry_and_full():
