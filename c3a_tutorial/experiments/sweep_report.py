@@ -1,12 +1,15 @@
-"""What a parameter-budget sweep (``sweep``) says: the table, the figure, the paired comparison, the stored sweep.
+"""What a parameter-budget sweep (``sweep``) says: the tables, the figure, the comparisons, the stored sweep.
 
     from c3a_tutorial.experiments.sweep_report import show_stored_sweep
-    show_stored_sweep()        # figure, table and paired comparison of the sweep that ships with the package
+    show_stored_sweep()        # figure, tables and comparisons of the sweep that ships with the package
 
-Only the *main* grid counts here: per method the runs at the lr the validation grid chose (the grid's other
-runs are in the file, and in the table of learning rates). The figure follows the paper's Figure 1: mean test
-accuracy against trainable adapter parameters (log axis), error bars = standard deviation over seeds, one
-line per method, full fine-tuning as a band (mean ± std); two smaller panels give peak memory and time per step.
+Only the *main* runs count here: per setting the runs at the lr its validation grid chose, at the planned seeds
+(the grid's other runs are in the file, and in the table of learning rates). The figure follows the paper's
+Figure 1: mean test accuracy against trainable adapter parameters (log axis; the head, trained by every method,
+is not counted), error bars = 95% confidence interval of the mean over seeds, one line per method, full
+fine-tuning as a band; a second panel shows the learning rate each setting chose. Every comparison gives the
+seed-paired mean difference with its 95% interval, McNemar's exact test per seed on the shared test examples,
+the test set's binomial standard error, and words that follow the interval (``stats``).
 """
 
 from __future__ import annotations
@@ -17,210 +20,305 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..c3a.methods import get_method
+from scipy import stats as scipy_stats
+
+from . import stats
+from .methods import EXPERIMENT_METHODS, FULL, get_experiment_method
 from .sweep_file import read_results
 
 STORED_NAME = "sweep_minilm"  # data/results/sweep_minilm.{json,md,png}, and the package's copy
 PACKAGE_RESULTS = Path(__file__).resolve().parent / "results"  # shipped as package data
 REPOSITORY_RESULTS = Path(__file__).resolve().parents[2] / "data" / "results"  # a source checkout
-LABELS = {"c3a": "C3A", "lora": "LoRA", "full": "full fine-tuning"}
-COLOURS = {"c3a": "tab:red", "lora": "tab:blue", "full": "tab:gray"}
+REFERENCE = "c3a"  # the method every other one is compared with
+
+
+def unit_of(run: dict) -> str:
+    """``"c3a b=24"``, ``"full"``: the setting a run belongs to."""
+    method = get_experiment_method(run["method"])
+    return run["method"] if not method.is_adapter else f"{run['method']} {method.setting(run[method.size_field])}"
+
+
+def unit_label(run: dict) -> str:
+    """``"C3A b=24"``, ``"DoRA r=8"``, ``"full fine-tuning"``: a setting in words."""
+    method = get_experiment_method(run["method"])
+    name = method.label.replace(" (PEFT)", "")
+    return name if not method.is_adapter else f"{name} {method.setting(setting_of(run))}"
+
+
+def setting_of(run: dict) -> int | None:
+    method = get_experiment_method(run["method"])
+    return run[method.size_field] if method.is_adapter else None
 
 
 def main_runs(results: dict) -> list[dict]:
-    """The runs of the main grid: each method's chosen lr, the planned settings and seeds."""
+    """The main runs: each setting's chosen lr, the planned settings and seeds."""
     plan, lrs = results.get("plan", {}), results.get("learning_rates", {})
     out = []
     for run in results["runs"]:
-        method = run["method"]
-        chosen = lrs.get(method, {}).get("chosen")
-        setting = run.get("block_size") if method == "c3a" else run.get("rank") if method == "lora" else None
-        planned = {"c3a": plan.get("block_sizes", ()), "lora": plan.get("ranks", ()), "full": [None]}[method]
-        if chosen is not None and math.isclose(run["lr"], chosen) and setting in planned:
-            if run["seed"] in plan.get("seeds", ()):
-                out.append(run)
+        method, unit = run["method"], unit_of(run)
+        chosen = lrs.get(unit, {}).get("chosen")
+        planned = [s for s in plan.get("settings", {}).get(method, [])]
+        if chosen is None or not math.isclose(run["lr"], chosen) or setting_of(run) not in planned:
+            continue
+        if run["seed"] in plan.get("seeds", {}).get(method, []):
+            out.append(run)
     return out
 
 
-def _setting(run: dict) -> str:
-    method = run["method"]
-    return "-" if method == "full" else get_method(method).setting(run["block_size" if method == "c3a" else "rank"])
+def _by_unit(results: dict) -> dict[str, dict[int, dict]]:
+    """``{unit: {seed: run}}`` of the main runs."""
+    out: dict[str, dict[int, dict]] = {}
+    for run in main_runs(results):
+        out.setdefault(unit_of(run), {})[run["seed"]] = run
+    return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _interval(values: list[float], confidence: float = 0.95) -> float:
+    """Half-width of the Student-t interval of the mean of ``values`` (nan for fewer than 2)."""
+    if len(values) < 2:
+        return math.nan
+    return scipy_stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def summarize(results: dict) -> list[dict]:
-    """One row per (method, setting) of the main grid: seeds, parameters, accuracy mean/std, memory, s/step."""
-    groups: dict[tuple, list[dict]] = {}
-    for run in main_runs(results):
-        groups.setdefault((run["method"], _setting(run)), []).append(run)
+    """One row per setting of the main runs: seeds, parameters, accuracy (mean, std, 95% interval, the test set's
+    binomial standard error), validation accuracy, lr, memory."""
     rows = []
-    for (method, setting), runs in groups.items():
-        test, val = _mean_std([r["accuracy"] for r in runs]), _mean_std([r["val_accuracy"] for r in runs])
+    for unit, by_seed in _by_unit(results).items():
+        runs = [by_seed[s] for s in sorted(by_seed)]
+        test = [r["accuracy"] for r in runs]
+        method = get_experiment_method(runs[0]["method"])
+        n_test = len(runs[0].get("test_correct") or "") or runs[0].get("eval_size") or 0
+        mean = statistics.fmean(test)
         rows.append(
             {
-                "method": method, "setting": setting, "seeds": sorted(r["seed"] for r in runs),
-                "adapter_params": runs[0]["adapter_params"], "trainable_params": runs[0]["trainable_params"],
-                "test_mean": test[0], "test_std": test[1], "val_mean": val[0], "val_std": val[1],
-                "lr": runs[0]["lr"], "peak_memory_mb": statistics.fmean(r["peak_memory_mb"] for r in runs),
-                "time_per_step_s": statistics.fmean(r["time_per_step_s"] for r in runs),
+                "unit": unit, "method": method.name, "label": method.label,
+                "setting": method.setting(setting_of(runs[0])),
+                "size": setting_of(runs[0]), "seeds": sorted(by_seed), "adapter_params": runs[0]["adapter_params"],
+                "trainable_params": runs[0]["trainable_params"], "test_mean": mean,
+                "test_std": statistics.stdev(test) if len(test) > 1 else 0.0, "test_ci": _interval(test),
+                "binomial_se": stats.binomial_se(mean, n_test) if n_test else math.nan, "n_test": n_test,
+                "val_mean": statistics.fmean(r["val_accuracy"] for r in runs), "lr": runs[0]["lr"],
+                "lr_times_scale": runs[0].get("lr_times_scale", runs[0]["lr"]),
+                "peak_memory_mb": statistics.fmean(r["peak_memory_mb"] for r in runs),
             }
         )  # fmt: skip
-    order = {"c3a": 0, "lora": 1, "full": 2}
-    return sorted(rows, key=lambda r: (order[r["method"]], r["adapter_params"]))
-
-
-def _pm(mean: float, std: float, seeds: list) -> str:
-    return f"{mean:.3f} ± {std:.3f}" if len(seeds) > 1 else f"{mean:.3f}"
+    order = list(EXPERIMENT_METHODS)
+    return sorted(rows, key=lambda r: (order.index(r["method"]), r["adapter_params"]))
 
 
 def format_sweep_table(results: dict) -> str:
-    """The mean ± std table (Markdown) of the main grid, one row per setting."""
+    """Test accuracy per setting (Markdown): mean ± std over seeds, the 95% interval of the mean, the test set's
+    binomial standard error, validation accuracy, lr and memory."""
     lines = [
-        "| method | setting | adapter params | test accuracy | validation accuracy | seeds | lr | peak memory MB "
-        "| s/step |",
-        "|---|---|---:|---|---|---|---:|---:|---:|",
+        "| method | setting | adapter params | test accuracy (mean ± std) | 95% interval of the mean | test-set SE "
+        "| validation | seeds | lr | peak memory MB |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in summarize(results):
+        spread = f" ± {r['test_std']:.3f}" if len(r["seeds"]) > 1 else ""
+        ci = (
+            "-"
+            if math.isnan(r["test_ci"])
+            else f"{r['test_mean'] - r['test_ci']:.3f} – {r['test_mean'] + r['test_ci']:.3f}"
+        )
         lines.append(
-            f"| {LABELS[r['method']]} | {r['setting']} | {r['adapter_params']:,} | "
-            f"{_pm(r['test_mean'], r['test_std'], r['seeds'])} | {_pm(r['val_mean'], r['val_std'], r['seeds'])} | "
-            f"{len(r['seeds'])} | {r['lr']:g} | {r['peak_memory_mb']:.0f} | {r['time_per_step_s']:.2f} |"
+            f"| {r['label']} | {r['setting']} | {r['adapter_params']:,} | {r['test_mean']:.3f}{spread} | {ci} | "
+            f"{r['binomial_se']:.3f} | {r['val_mean']:.3f} | {len(r['seeds'])} | {r['lr']:g} | "
+            f"{r['peak_memory_mb']:.0f} |"
         )
     return "\n".join(lines)
 
 
 def format_lr_table(results: dict) -> str:
-    """The validation grid that chose each method's lr (Markdown)."""
-    lines = ["| method | setting | lr → mean final validation accuracy | chosen | lr × ΔW scale |"]
-    lines.append("|---|---|---|---|---|")
-    scales = {r["method"]: r.get("adapter_scale") or 1.0 for r in results["runs"]}
-    for method, info in results.get("learning_rates", {}).items():
-        grid = " · ".join(f"{lr} → {acc:.3f}" for lr, acc in info.get("grid", {}).items())
+    """The validation grid that chose each setting's lr (Markdown)."""
+    lines = ["| method | setting | lr → final validation accuracy (seed 0) | chosen | note |", "|---|---|---|---|---|"]
+    for info in results.get("learning_rates", {}).values():
+        method = get_experiment_method(info["method"])
+        grid = " · ".join(
+            f"**{lr} → {acc:.3f}**" if info.get("chosen") is not None and math.isclose(float(lr), info["chosen"])
+            else f"{lr} → {acc:.3f}"
+            for lr, acc in info.get("grid", {}).items()
+        )  # fmt: skip
         if not grid:
             grid = "not run yet" if info.get("chosen") is None else info.get("chosen_by", "")
-        ref = info.get("reference_setting")
-        setting = "-" if ref is None else get_method(method).setting(ref)
-        chosen = info.get("chosen")
-        scaled = "-" if chosen is None else f"{chosen * scales.get(method, 1.0):.2g}"
-        shown = "pending" if chosen is None else f"{chosen:g}"
-        lines.append(f"| {LABELS[method]} | {setting} | {grid} | {shown} | {scaled} |")
+        chosen = "pending" if info.get("chosen") is None else f"{info['chosen']:g}"
+        note = info.get("note", "") or (f"grid extended {info['extended']}×" if info.get("extended") else "")
+        lines.append(f"| {method.label} | {method.setting(info.get('setting'))} | {grid} | {chosen} | {note} |")
     return "\n".join(lines)
 
 
-def paired_comparison(results: dict) -> list[dict]:
-    """C3A against LoRA at each budget both have (equal adapter parameters), seed by seed.
+# --------------------------------------------------------------------------------------------------
+# Comparisons
 
-    Runs with the same seed see the same batches, so the per-seed difference removes the data-order part of
-    the noise. ``within_noise`` is True unless the differences all have one sign *and* a paired t-test over
-    seeds gives p < 0.05 with at least 3 seeds (two seeds are never enough to call it).
-    """
-    from scipy import stats
 
-    by_budget: dict[int, dict[str, dict[int, dict]]] = {}
-    for run in main_runs(results):
-        if run["method"] in ("c3a", "lora"):
-            by_budget.setdefault(run["adapter_params"], {}).setdefault(run["method"], {})[run["seed"]] = run
+def comparison_pairs(results: dict) -> list[tuple[str, str, str]]:
+    """``[(unit A, unit B, why they are paired)]``: C3A against LoRA at every matched budget, and against each other
+    method's settings at the C3A budget nearest on a log scale (the budgets' ratio is part of the reason)."""
+    rows = {r["unit"]: r for r in summarize(results)}
+    ours = [r for r in rows.values() if r["method"] == REFERENCE]
+    pairs = []
+    for other in rows.values():
+        if other["method"] in (REFERENCE, FULL) or not ours:
+            continue
+        nearest = min(ours, key=lambda r: abs(math.log(r["adapter_params"] / other["adapter_params"])))
+        ratio = other["adapter_params"] / nearest["adapter_params"]
+        name = other["label"].replace(" (PEFT)", "")
+        why = "matched budget" if ratio == 1 else f"nearest C3A budget: {name} has {ratio:.2f}× its parameters"
+        pairs.append((nearest["unit"], other["unit"], why))
+    return pairs
+
+
+def compare(results: dict, unit_a: str, unit_b: str, confidence: float = 0.95) -> dict | None:
+    """Seed-paired difference, McNemar per seed and binomial standard errors for two settings (None: no shared
+    seed yet)."""
+    by_unit = _by_unit(results)
+    a, b = by_unit.get(unit_a, {}), by_unit.get(unit_b, {})
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    acc_a, acc_b = [a[s]["accuracy"] for s in seeds], [b[s]["accuracy"] for s in seeds]
+    diff = stats.paired_difference(acc_a, acc_b, confidence)
+    tests = []
+    for s in seeds:
+        ca, cb = a[s].get("test_correct"), b[s].get("test_correct")
+        tests.append(stats.mcnemar(ca, cb) if ca and cb and len(ca) == len(cb) else None)
+    n_test = len(a[seeds[0]].get("test_correct") or "") or a[seeds[0]].get("eval_size") or 0
+    return {
+        "a": unit_a, "b": unit_b, "label_a": unit_label(a[seeds[0]]), "label_b": unit_label(b[seeds[0]]),
+        "seeds": seeds,
+        "differences": [x - y for x, y in zip(acc_a, acc_b, strict=True)], "paired": diff, "mcnemar": tests,
+        "se_a": stats.binomial_se(statistics.fmean(acc_a), n_test) if n_test else math.nan,
+        "se_b": stats.binomial_se(statistics.fmean(acc_b), n_test) if n_test else math.nan, "n_test": n_test,
+    }  # fmt: skip
+
+
+def comparisons(results: dict) -> list[dict]:
+    """Every comparison of ``comparison_pairs``, with Holm-adjusted p-values of the paired t-tests over them all."""
     out = []
-    for budget, methods in sorted(by_budget.items()):
-        if len(methods) < 2:
-            continue
-        seeds = sorted(set(methods["c3a"]) & set(methods["lora"]))
-        if not seeds:
-            continue
-        diffs = [methods["c3a"][s]["accuracy"] - methods["lora"][s]["accuracy"] for s in seeds]
-        mean = statistics.fmean(diffs)
-        p = float("nan")
-        if len(diffs) > 1:
-            sd = statistics.stdev(diffs)
-            p = 0.0 if sd == 0 and mean != 0 else 1.0 if sd == 0 else float(stats.ttest_1samp(diffs, 0.0).pvalue)
-        same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-        out.append(
-            {
-                "adapter_params": budget, "c3a": _setting(methods["c3a"][seeds[0]]),
-                "lora": _setting(methods["lora"][seeds[0]]), "seeds": seeds, "differences": diffs, "mean": mean,
-                "p_value": p, "c3a_ahead": sum(d > 0 for d in diffs),
-                "within_noise": not (len(diffs) >= 3 and same_sign and p < 0.05),
-            }
-        )  # fmt: skip
+    for unit_a, unit_b, why in comparison_pairs(results):
+        found = compare(results, unit_a, unit_b)
+        if found is not None:
+            out.append({**found, "why": why})
+    adjusted = stats.holm([c["paired"].p_value for c in out])
+    for c, p in zip(out, adjusted, strict=True):
+        c["holm_p"] = p
     return out
 
 
-def describe_pairs(results: dict) -> str:
-    """The paired comparison in plain words, one line per budget, then one line of summary."""
-    pairs = paired_comparison(results)
-    if not pairs:
-        return "No budget has both a C3A and a LoRA run yet: nothing to compare."
-    n_test = next((r.get("eval_size") for r in results["runs"] if r.get("eval_size")), None)
-    lines = []
-    for p in pairs:
-        per_seed = ", ".join(f"{100 * d:+.1f}" for d in p["differences"])
-        if len(p["seeds"]) < 2:
-            verdict = "one seed so far: no estimate of the seed noise yet"
-        elif len(p["seeds"]) < 3:
-            verdict = "two seeds so far: too few to tell from seed noise"
-        elif p["within_noise"]:
-            verdict = "within seed noise"
-        else:
-            verdict = f"beyond seed noise: {'C3A' if p['mean'] > 0 else 'LoRA'} is ahead at every seed"
-        test = "" if math.isnan(p["p_value"]) else f", paired t-test p = {p['p_value']:.2g}"
-        lines.append(
-            f"- {p['adapter_params']:,} parameters, C3A {p['c3a']} vs LoRA {p['lora']}: C3A − LoRA = "
-            f"{100 * p['mean']:+.1f} points (per seed: {per_seed}; C3A ahead at {p['c3a_ahead']} of "
-            f"{len(p['seeds'])} seeds{test}) — {verdict}."
-        )
-    beyond = [p for p in pairs if not p["within_noise"]]
-    if all(len(p["seeds"]) < 2 for p in pairs):
-        return "\n".join(lines)
-    where = ", ".join(f"{p['adapter_params']:,}" for p in beyond)
-    summary = f"At {len(beyond)} of {len(pairs)} matched budgets the difference is larger than the seed-to-seed noise"
-    summary += f" ({where} parameters)." if beyond else "."
-    every = [d for p in pairs for d in p["differences"] if d != 0]
-    if len(pairs) > 1 and every:
-        from scipy import stats
+def _mcnemar_words(tests: list) -> str:
+    known = [t for t in tests if t is not None]
+    if not known:
+        return "no per-example results"
+    ps = ", ".join(f"{t.p_value:.2g}" for t in known)
+    below = sum(t.p_value < 0.05 for t in known)
+    return f"McNemar per seed p = {ps} ({below} of {len(known)} below 0.05)"
 
-        ahead = sum(d > 0 for d in every)
-        sign_p = stats.binomtest(ahead, len(every)).pvalue
-        pooled = statistics.median(d for p in pairs for d in p["differences"])  # one diverged run can't sway it
-        summary += (
-            f" Pooled over every matched budget and seed ({len(every)} pairs that differ): C3A ahead in {ahead}, "
-            f"median C3A − LoRA {100 * pooled:+.1f} points; a sign test gives p = {sign_p:.2g}, so across budgets "
-            + (
-                f"{'C3A' if ahead > len(every) / 2 else 'LoRA'} is ahead more often than chance would give."
-                if sign_p < 0.05
-                else "neither method is ahead more often than chance would give."
-            )
+
+def describe_comparisons(results: dict) -> str:
+    """Each comparison in plain words that follow its numbers, then what the corrections for many tests change."""
+    found = comparisons(results)
+    if not found:
+        return "No two settings share a seed yet: nothing to compare."
+    lines = []
+    for c in found:
+        d = c["paired"]
+        per_seed = ", ".join(f"{100 * x:+.1f}" for x in c["differences"])
+        words = stats.verdict(c["label_a"], c["label_b"], d)
+        holm = (
+            "" if math.isnan(c["holm_p"]) else f"; paired t-test p = {d.p_value:.2g}, Holm-adjusted {c['holm_p']:.2g}"
         )
+        lines.append(
+            f"- **{c['label_a']} vs {c['label_b']}** ({c['why']}, {len(c['seeds'])} seeds): {words}. Per seed: "
+            f"{per_seed}{holm}; {_mcnemar_words(c['mcnemar'])}; test-set SE {100 * c['se_a']:.1f} / "
+            f"{100 * c['se_b']:.1f} points."
+        )
+    ahead = [c for c in found if c["paired"].n >= 2 and (c["paired"].low > 0 or c["paired"].high < 0)]
+    survive = [c for c in ahead if c["holm_p"] < 0.05]
+    n_test = next((c["n_test"] for c in found if c["n_test"]), 0)
+    summary = (
+        f"Intervals that exclude zero: {len(ahead)} of {len(found)} comparisons"
+        + (f" ({', '.join(c['label_a'] + ' vs ' + c['label_b'] for c in ahead)})" if ahead else "")
+        + f". With {len(found)} comparisons made at once, about {0.05 * len(found):.1f} would exclude zero by chance"
+        f" alone; after Holm's correction {len(survive)} remain below 0.05."
+    )
     if n_test:
-        summary += f" One test example is {100 / n_test:.2f} points ({n_test} test examples)."
-    return "\n".join([*lines, summary])
+        summary += (
+            f" One test example is {100 / n_test:.2f} points ({n_test} test examples); an accuracy near 0.8 is "
+            f"measured to ±{100 * stats.binomial_se(0.8, n_test):.1f} points (binomial SE) whatever the seeds do."
+        )
+    return "\n".join([*lines, "", summary])
+
+
+describe_pairs = describe_comparisons  # the name notebook 05 used
+
+
+def full_gap(results: dict) -> str:
+    """How far full fine-tuning is above the adapters: over every setting, and over each method's best."""
+    rows = summarize(results)
+    full = next((r for r in rows if r["method"] == FULL), None)
+    adapters = [r for r in rows if r["method"] != FULL]
+    if full is None or not adapters:
+        return "Full fine-tuning or the adapters are not in the file yet."
+    gaps = [100 * (full["test_mean"] - r["test_mean"]) for r in adapters]
+    best = {}
+    for r in adapters:
+        if r["method"] not in best or r["test_mean"] > best[r["method"]]["test_mean"]:
+            best[r["method"]] = r
+    per_best = ", ".join(
+        f"{r['label']} {r['setting']} {100 * (full['test_mean'] - r['test_mean']):+.1f}" for r in best.values()
+    )
+    return (
+        f"Full fine-tuning ({full['test_mean']:.3f}, {len(full['seeds'])} seeds) minus each adapter setting: "
+        f"{min(gaps):+.1f} to {max(gaps):+.1f} points over all {len(adapters)} settings; against each method's best "
+        f"setting: {per_best} points. Note: the adapters leave MiniLM's pooler frozen, full fine-tuning trains it."
+    )
+
+
+def lr_transfer(results: dict) -> str:
+    """Does a method's best lr move with its budget? The chosen lr at each setting, per method."""
+    lines = []
+    for method in EXPERIMENT_METHODS.values():
+        chosen = [
+            (info["setting"], info["chosen"])
+            for info in results.get("learning_rates", {}).values()
+            if info["method"] == method.name and info.get("chosen") is not None and info["setting"] is not None
+        ]
+        if len(chosen) < 2:
+            continue
+        chosen.sort(key=lambda x: method.adapter_parameters([(384, 384)], x[0]))
+        spread = max(lr for _, lr in chosen) / min(lr for _, lr in chosen)
+        steps = " → ".join(f"{method.setting(s)}: {lr:g}" for s, lr in chosen)
+        lines.append(f"- {method.label}: {steps} (largest ÷ smallest {spread:.3g}×)")
+    return "\n".join(lines) or "Fewer than two settings of any method have chosen their lr yet."
 
 
 def ranking_stability(results: dict) -> str:
     """Whether the order of the settings still moves in the last epoch: Kendall's τ between the settings' mean
-    validation accuracy after the second-to-last epoch and after the last (main grid, adapters and full)."""
-    from scipy import stats
-
-    by_setting: dict[tuple, list[list[float]]] = {}
+    validation accuracy after the second-to-last epoch and after the last."""
+    by_unit: dict[str, list[list[float]]] = {}
     for run in main_runs(results):
         history = [e["val_accuracy"] for e in run.get("eval", [])]
         if len(history) >= 2:
-            by_setting.setdefault((run["method"], _setting(run)), []).append(history[-2:])
-    if len(by_setting) < 3:
+            by_unit.setdefault(unit_of(run), []).append(history[-2:])
+    if len(by_unit) < 3:
         return "Too few settings so far to say whether their order is stable."
-    before = [statistics.fmean(h[0] for h in hs) for hs in by_setting.values()]
-    after = [statistics.fmean(h[1] for h in hs) for hs in by_setting.values()]
-    tau = stats.kendalltau(before, after).statistic
+    before = [statistics.fmean(h[0] for h in hs) for hs in by_unit.values()]
+    after = [statistics.fmean(h[1] for h in hs) for hs in by_unit.values()]
+    tau = scipy_stats.kendalltau(before, after).statistic
     return (
-        f"Order of the {len(by_setting)} settings by validation accuracy, one epoch before the end vs at the end: "
+        f"Order of the {len(by_unit)} settings by validation accuracy, one epoch before the end vs at the end: "
         f"Kendall τ = {tau:.2f} (1 = the same order){'; the ranking has settled' if tau >= 0.7 else ''}."
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# The figure and the written report
+
+
 def plot_sweep(results: dict, path: str | Path | None = None):
-    """The Figure-1-style chart (accuracy vs adapter parameters) plus peak memory and time per step panels."""
+    """Accuracy vs adapter parameters for every method (95% intervals, full fine-tuning as a band), and the lr
+    each setting chose."""
     import matplotlib
 
     if path is not None:
@@ -228,49 +326,44 @@ def plot_sweep(results: dict, path: str | Path | None = None):
     import matplotlib.pyplot as plt
 
     rows = summarize(results)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [2, 1, 1]})
-    panels = [("test_mean", "test_std", "test accuracy"), ("peak_memory_mb", None, "peak memory (MB)")]
-    panels.append(("time_per_step_s", None, "time per step (s)"))
-    for ax, (key, err, ylabel) in zip(axes, panels, strict=True):
-        for method in ("c3a", "lora"):
-            mine = [r for r in rows if r["method"] == method]
-            if not mine:
-                continue
-            x = [r["adapter_params"] for r in mine]
-            y = [r[key] for r in mine]
-            label = f"{LABELS[method]} ({get_method(method).symbol} = {', '.join(r['setting'][2:] for r in mine)})"
-            if err:
-                yerr = [r[err] for r in mine]
-                ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, color=COLOURS[method], label=label)
-            else:
-                ax.plot(x, y, marker="o", color=COLOURS[method], label=label)
-        for r in (r for r in rows if r["method"] == "full"):
-            lo, hi = (r[key] - r[err], r[key] + r[err]) if err else (r[key], r[key])
-            label = f"full fine-tuning ({r['adapter_params'] / 1e6:.1f}M){' ± std' if err else ''}"
-            ax.axhspan(lo, hi, color=COLOURS["full"], alpha=0.25, label=label)
-            ax.axhline(r[key], color=COLOURS["full"], lw=1, ls="-" if err else "--")
-            if not err:
-                ax.text(0.02, r[key], "full fine-tuning", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("trainable adapter parameters (log scale; the 8-way head is trained too)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both")
+    fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    for method in EXPERIMENT_METHODS.values():
+        mine = [r for r in rows if r["method"] == method.name]
+        if not mine or not method.is_adapter:
+            continue
+        x = [r["adapter_params"] for r in mine]
+        yerr = [0.0 if math.isnan(r["test_ci"]) else r["test_ci"] for r in mine]
+        seeds = sorted({len(r["seeds"]) for r in mine})
+        label = f"{method.label} ({method.symbol} = {', '.join(str(r['size']) for r in mine)}; {seeds[-1]} seeds)"
+        style = dict(marker=method.marker, color=method.colour, capsize=3, label=label)
+        ax.errorbar(x, [r["test_mean"] for r in mine], yerr=yerr, ls="-" if method.source != "PEFT" else "--", **style)
+        ax_lr.plot(x, [r["lr"] for r in mine], marker=method.marker, color=method.colour, label=method.label)
+    for r in (r for r in rows if r["method"] == FULL):
+        half = 0.0 if math.isnan(r["test_ci"]) else r["test_ci"]
+        label = f"full fine-tuning ({r['adapter_params'] / 1e6:.1f}M; 95% interval, {len(r['seeds'])} seeds)"
+        ax.axhspan(r["test_mean"] - half, r["test_mean"] + half, color="0.6", alpha=0.3, label=label)
+        ax.axhline(r["test_mean"], color="0.3", lw=1)
     baseline = next((r.get("majority_baseline") for r in results["runs"]), None)
-    if baseline is not None:
-        axes[0].axhline(baseline, color="k", ls=":", lw=1, label=f"majority class ({baseline:.3f})")
-    axes[0].legend(fontsize=8, loc="lower right")
-    axes[1].set_yscale("log")  # full fine-tuning's optimizer state dwarfs the adapters'
-    axes[1].set_xlabel("adapter parameters")
-    axes[2].set_xlabel("adapter parameters")
-    axes[2].set_ylim(bottom=0)
+    if baseline is not None and rows and min(r["test_mean"] for r in rows) < baseline + 0.1:
+        ax.axhline(baseline, color="k", ls=":", lw=1, label=f"majority class ({baseline:.3f})")
+    n_test = next((r["n_test"] for r in rows if r["n_test"]), 0)
+    if n_test:
+        se = stats.binomial_se(0.8, n_test)
+        ax.errorbar([], [], yerr=[], color="none", label=f"test-set SE near 0.8: ±{se:.3f} ({n_test} examples)")
+    for a in (ax, ax_lr):
+        a.set_xscale("log")
+        a.set_xlabel("trainable adapter parameters (log scale; the head is trained too, not counted)")
+        a.grid(alpha=0.3, which="both")
+    ax.set_ylabel("test accuracy (mean over seeds, 95% interval)")
+    ax.legend(fontsize=7.5, loc="lower right")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate chosen on validation (each method's own units)")
+    ax_lr.legend(fontsize=7.5)
     training = results["training"]
-    counts = sorted({len(r["seeds"]) for r in rows}) or [0]
-    per_point = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    machine = results["runs"][0].get("machine", "?") if results["runs"] else "?"
     fig.suptitle(
-        f"{training['model']} on {training['dataset']}: {training['epochs']} epochs, {training['max_length']} tokens; "
-        f"mean and std over {per_point} seed(s) per point; {results.get('status', '')}\n"
-        f"memory and time: {machine}",
+        f"{training['model']} on {training['dataset']}: {training['epochs']} epochs, {training['max_length']} tokens, "
+        f"lora_alpha {training.get('lora_alpha', '?')}; every setting's lr chosen on validation; "
+        f"{results.get('status', '')}",
         fontsize=9,
     )
     fig.tight_layout()
@@ -281,26 +374,35 @@ def plot_sweep(results: dict, path: str | Path | None = None):
 
 
 def format_report(results: dict) -> str:
-    """The Markdown written next to the JSON: status, table, lr grid, paired comparison."""
+    """The Markdown written next to the JSON: status, tables, comparisons, the lr study, what is missing."""
     training = ", ".join(f"{k} {v}" for k, v in results["training"].items())
-    return "\n\n".join(
-        [
-            f"# Parameter-budget sweep ({results.get('status', '')})",
-            f"Training: {training}.",
-            "## Test accuracy, mean ± std over seeds (main grid)",
-            format_sweep_table(results),
-            "## Learning rates (chosen on the validation split)",
-            format_lr_table(results),
-            "## C3A vs LoRA at matched budgets, seed by seed",
-            describe_pairs(results),
-            "## Is the ranking still moving?",
-            ranking_stability(results),
-        ]
-    )
+    missing = results.get("missing") or []
+    parts = [
+        f"# Parameter-budget sweep ({results.get('status', '')})",
+        f"Training: {training}.",
+        "## Test accuracy per setting (main runs)",
+        format_sweep_table(results),
+        "## Comparisons with C3A (seed-paired; McNemar on the shared test examples)",
+        describe_comparisons(results),
+        "## Full fine-tuning",
+        full_gap(results),
+        "## Learning rates (chosen on the validation split, per setting)",
+        format_lr_table(results),
+        "### Does the best learning rate move with the budget?",
+        lr_transfer(results),
+        "## Is the ranking still moving?",
+        ranking_stability(results),
+    ]
+    if missing:
+        shown = "\n".join(f"- {m}" for m in missing[:40]) + (
+            f"\n- … {len(missing) - 40} more" if len(missing) > 40 else ""
+        )
+        parts += ["## Missing (partial sweep)", shown]
+    return "\n\n".join(parts)
 
 
 def write_report(results: dict, output: str | Path) -> list[Path]:
-    """Write ``<output>.md`` (table, lr grid, paired comparison) and ``<output>.png`` (figure) beside the JSON."""
+    """Write ``<output>.md`` (tables, comparisons) and ``<output>.png`` (figure) beside the JSON."""
     output = Path(output)
     table, figure = output.with_suffix(".md"), output.with_suffix(".png")
     table.write_text(format_report(results) + "\n", encoding="utf-8")
@@ -345,14 +447,13 @@ def copy_to_package(name: str = STORED_NAME) -> list[Path]:
 
 
 def show_stored_sweep(name: str = STORED_NAME) -> StoredSweep | None:
-    """For a notebook: display the stored sweep's figure, table and paired comparison, or say it is absent."""
+    """For a notebook: display the stored sweep's figure, table and comparisons, or say it is absent."""
     stored = load_stored_sweep(name)
     if stored is None:
         print(
             f"The stored sweep ({name}.json) is not in this installation: neither a checkout's data/results/ nor "
-            "the package's results/ folder has it. Its figure and table are in the repository's "
-            "data/results/README_sweep.md; `python -m c3a_tutorial.sweep` reproduces it (about an hour on 2 CPU "
-            "cores, minutes on a GPU)."
+            "the package's results/ folder has it. Its figure and tables are in the repository's "
+            "data/results/README_sweep.md; `python -m c3a_tutorial.sweep` reproduces it (hours on 2 CPU cores)."
         )
         return None
     where = "the package's copy" if stored.json_path.parent == PACKAGE_RESULTS else "data/results/"
@@ -360,13 +461,13 @@ def show_stored_sweep(name: str = STORED_NAME) -> StoredSweep | None:
     try:
         from IPython.display import Image, Markdown, display
     except ImportError:  # plain Python: text only
-        print(format_sweep_table(stored.results), format_lr_table(stored.results), describe_pairs(stored.results))
+        print(format_sweep_table(stored.results), describe_comparisons(stored.results), full_gap(stored.results))
         return stored
     if stored.figure_path is not None:
         display(Image(filename=str(stored.figure_path)))
     display(Markdown(format_sweep_table(stored.results)))
-    display(Markdown(format_lr_table(stored.results)))
-    display(Markdown(describe_pairs(stored.results)))
+    display(Markdown(describe_comparisons(stored.results)))
+    display(Markdown(full_gap(stored.results)))
     return stored
 
 
@@ -375,8 +476,13 @@ __all__ = [
     "summarize",
     "format_sweep_table",
     "format_lr_table",
-    "paired_comparison",
+    "comparison_pairs",
+    "compare",
+    "comparisons",
+    "describe_comparisons",
     "describe_pairs",
+    "full_gap",
+    "lr_transfer",
     "ranking_stability",
     "plot_sweep",
     "format_report",
