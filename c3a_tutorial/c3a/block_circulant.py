@@ -26,8 +26,8 @@ FFTs, a custom ``torch.autograd.Function`` with the backward above, which saves 
 the kernel (the FFTs are recomputed in backward: cheap, and no complex intermediates are kept alive
 between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, shared among torch's
 threads, and its frequency-domain products are real batched GEMMs over frequencies (see the notes above
-``_chunk_rows``; a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``). It can also
-take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
+``_chunk_rows``; a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
+It can also take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
 path. Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
 """
 
