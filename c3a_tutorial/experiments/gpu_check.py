@@ -176,7 +176,7 @@ def run_part(name: str, args: argparse.Namespace, out: Path, budget_s: float) ->
     if rc is None:
         return {**status, "status": "failed", "error": f"stopped after {seconds} s (budget {budget_s:.0f} s)"}
     if rc != 0:
-        return {**status, "status": "failed", "error": f"exit status {rc}: {_tail(output)}"}
+        return {**status, "status": "failed", "error": result.get("error") or f"exit status {rc}: {_tail(output)}"}
     return {**status, "status": result.get("status", "failed"), "note": result.get("note", "")}
 
 
