@@ -1,34 +1,41 @@
 """What defines a fine-tuning run: ``FinetuneConfig``, its defaults and its validation.
 
-The methods are the registry's adapter methods (``c3a_tutorial.c3a.methods``) plus ``"full"``, full
-fine-tuning, which is not an adapter: every weight trains. Each adapter method's size is the config
-field named as the registry's ``size_argument`` (``block_size`` for C3A, ``rank`` for LoRA).
+The methods are declared once in ``experiments.methods``: this package's adapters (C3A, LoRA), PEFT's
+baselines (rsLoRA, DoRA, VeRA, FourierFT) and ``"full"``, full fine-tuning, which is not an adapter: every
+weight trains. Each adapter's size is the config field its declaration names (``block_size`` for C3A,
+``rank`` for the LoRA family and VeRA, ``n_frequency`` for FourierFT).
 ``experiments.train`` runs a config; ``experiments.finetune`` turns its fields into command-line flags.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from ..c3a.methods import METHODS as ADAPTER_METHODS
-from ..c3a.methods import get_method
 from .data import DATASETS
+from .methods import EXPERIMENT_METHODS, FULL, get_experiment_method  # noqa: F401 - FULL: re-exported
 
-FULL = "full"  # full fine-tuning: not an adapter, every weight trains
-METHODS = (*ADAPTER_METHODS, FULL)  # ("c3a", "lora", "full"): the registry's adapters, then full fine-tuning
-# Chosen by the sweep in data/results/lr_sweep.json (notebook 05's CPU configuration): best validation accuracy.
-# C3A's ΔW carries scale 1/d_in, so its kernel needs a far larger learning rate than LoRA's to move ΔW as fast.
-DEFAULT_LR = {"c3a": 3.0, "lora": 1e-2, FULL: 1e-4}
+# The command line's methods: this package's adapters and full fine-tuning (PEFT's baselines run through the
+# sweep or from Python, e.g. FinetuneConfig(method="dora")).
+METHODS = tuple(name for name, m in EXPERIMENT_METHODS.items() if m.source != "PEFT")  # ("c3a", "lora", "full")
+# A single run's learning rate when none is given, from each method's declaration. C3A's ΔW carries scale 1/d_in,
+# so its kernel needs a far larger learning rate than LoRA's to move ΔW as fast (data/results/lr_sweep.json).
+DEFAULT_LR = {name: m.default_lr for name, m in EXPERIMENT_METHODS.items()}
 DEFAULT_HEAD_LR = 3e-3
 DEFAULT_TARGET_MODULES = ("query", "value")
+# AdamW as every run uses it. The adapter group's ε is multiplied by the adapter's ΔW scale (see train.py), which
+# makes "scale s at lr η trains like scale 1 at lr s·η" exact, ε included.
+ADAM_EPS = 1e-8
+WEIGHT_DECAY = 0.0
+MAX_GRAD_NORM = 1.0  # gradients are clipped to this norm before every step
 
 
 @dataclass
 class FinetuneConfig:
     """Everything that defines a run. ``None`` for ``lr``/``head_lr`` means the method's default.
 
-    Each adapter method's size has a field named as the registry's ``size_argument`` (``block_size``
-    for C3A, ``rank`` for LoRA); only the run's own method reads its size.
+    Each adapter's size has the field its declaration names (``block_size`` for C3A, ``rank`` for the LoRA
+    family and VeRA, ``n_frequency`` for FourierFT); only the run's own method reads its size.
     """
 
     method: str = "c3a"
@@ -36,6 +43,8 @@ class FinetuneConfig:
     dataset: str = "stdlib"
     block_size: int = 24
     rank: int = 8
+    lora_alpha: float = 8.0  # LoRA family: ΔW = (lora_alpha / r)·B·A (rsLoRA: / √r); PEFT's default, fixed across r
+    n_frequency: int = 3072  # FourierFT (PEFT): trained spectral coefficients per layer
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
     epochs: int = 3
     lr: float | None = None
@@ -59,19 +68,17 @@ class FinetuneConfig:
 
     def adapter_size(self) -> dict[str, int]:
         """The keyword that sizes this run's adapter, e.g. ``{"block_size": 24}``; ``{}`` for full."""
-        if self.method == FULL:
-            return {}
-        argument = get_method(self.method).size_argument
-        return {argument: getattr(self, argument)}
+        size_field = get_experiment_method(self.method).size_field
+        return {} if size_field is None else {size_field: getattr(self, size_field)}
 
 
 def validate_config(config: FinetuneConfig) -> None:
     """Raise a ``ValueError`` naming the bad setting, before anything is loaded."""
-    if config.method not in METHODS:
-        raise ValueError(f"method={config.method!r} is not one of {list(METHODS)}.")
+    if config.method not in EXPERIMENT_METHODS:
+        raise ValueError(f"method={config.method!r} is not one of {list(EXPERIMENT_METHODS)}.")
     if config.dataset not in DATASETS:
         raise ValueError(f"dataset={config.dataset!r} is not one of {list(DATASETS)}.")
-    sizes = [method.size_argument for method in ADAPTER_METHODS.values()]
+    sizes = sorted({m.size_field for m in EXPERIMENT_METHODS.values() if m.size_field})
     for name in (*sizes, "epochs", "batch_size", "max_length"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -80,10 +87,10 @@ def validate_config(config: FinetuneConfig) -> None:
         value = getattr(config, name)
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
-    for name in ("lr", "head_lr"):
+    for name in ("lr", "head_lr", "lora_alpha"):
         value = getattr(config, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive, finite number, got {value!r}.")
     if not 0.0 <= config.warmup_fraction < 1.0:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction!r}.")
     if config.lr is None and config.method not in DEFAULT_LR:

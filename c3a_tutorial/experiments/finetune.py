@@ -51,6 +51,8 @@ FIELD_HELP = {
     "dataset": "stdlib (offline) or sst2 (online, needs `datasets`)",
     "block_size": "C3A block size b; must divide the target layers",
     "rank": "LoRA rank r",
+    "lora_alpha": "LoRA's alpha: ΔW = (alpha / r)·B·A, fixed across ranks as in PEFT",
+    "n_frequency": "FourierFT's trained coefficients per layer (PEFT's baselines, through the sweep)",
     "target_modules": "the nn.Linear modules to adapt (name suffixes)",
     "epochs": "passes over the training examples",
     "lr": "adapter learning rate (every weight but the head for full)",
@@ -69,7 +71,7 @@ FIELD_HELP = {
 # What a default means, for --help, where the value itself would not say (None, a switch).
 DEFAULT_MEANS = {
     "model": f"the bundled {DEFAULT_MODEL}",
-    "lr": f"per method, {DEFAULT_LR}",
+    "lr": f"per method, { {m: DEFAULT_LR[m] for m in METHODS} }",
     "head_lr": str(DEFAULT_HEAD_LR),
     "train_size": "all",
     "eval_size": "all",

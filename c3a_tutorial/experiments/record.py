@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..c3a.methods import METHODS as ADAPTER_METHODS
-from ..c3a.methods import get_method
 from .backbone import DEFAULT_MODEL
-from .config import FULL
+from .config import ADAM_EPS, MAX_GRAD_NORM, WEIGHT_DECAY
 from .data import majority_baseline
 from .measure import describe_machine, versions
+from .methods import EXPERIMENT_METHODS, get_experiment_method
 
 if TYPE_CHECKING:  # only for annotations: train imports this module
     from .train import Run
@@ -43,18 +42,23 @@ def make_record(run: Run, log: TrainingLog, test_metrics: dict, checksums: list[
     """The run's JSON-able record (its keys are listed in ``data/README.md``)."""
     config, data = run.config, run.data
     timed = log.step_times[1:] or log.step_times  # the first step pays for one-off set-up
-    sizes = {  # each adapter method's size field: the run's own method's value, None for the others
-        method.size_argument: getattr(config, method.size_argument) if config.method == name else None
-        for name, method in ADAPTER_METHODS.items()
+    own = get_experiment_method(config.method)
+    sizes = {  # every size field: the run's own method's value, None for the others
+        m.size_field: getattr(config, m.size_field) if m.size_field == own.size_field else None
+        for m in EXPERIMENT_METHODS.values()
+        if m.size_field
     }
+    if own.size_field == "rank":
+        sizes["lora_alpha"] = config.lora_alpha if config.method != "vera" else None
     return {
         "method": config.method,
         "model": config.model or DEFAULT_MODEL,
         "dataset": data.name,
         "num_labels": data.num_labels,
         **sizes,
-        "target_modules": list(config.target_modules) if config.method != FULL else None,
+        "target_modules": list(config.target_modules) if own.is_adapter else None,
         "accuracy": test_metrics["accuracy"],
+        "test_correct": test_metrics.get("correct"),  # "1"/"0" per test example, in the split's order
         "test_loss": test_metrics["loss"],
         "majority_baseline": majority_baseline(data.train, run.test_set),
         "eval": log.history,
@@ -68,6 +72,14 @@ def make_record(run: Run, log: TrainingLog, test_metrics: dict, checksums: list[
         "wall_time_s": round(log.wall_s, 1),
         "lr": config.resolved_lr(),
         "head_lr": config.resolved_head_lr(),
+        "optimizer": {
+            "name": "AdamW",
+            "eps": ADAM_EPS,
+            "adapter_eps": "eps × the adapter's ΔW scale (this package's adapters)",
+            "weight_decay": WEIGHT_DECAY,
+            "max_grad_norm": MAX_GRAD_NORM,
+            "schedule": f"linear warm-up over {config.warmup_fraction:g} of the steps, then linear decay to 0",
+        },  # fmt: skip
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "max_length": config.max_length,
@@ -84,11 +96,9 @@ def make_record(run: Run, log: TrainingLog, test_metrics: dict, checksums: list[
 
 
 def setting_label(record: dict) -> str:
-    """How tables label a run's budget: ``"b=24"``, ``"r=8"`` (the registry's ``setting``), ``"-"`` for full."""
-    if record["method"] not in ADAPTER_METHODS:
-        return "-"
-    method = get_method(record["method"])
-    return method.setting(record[method.size_argument])
+    """How tables label a run's budget: ``"b=24"``, ``"r=8"`` (the declaration's ``setting``), ``"-"`` for full."""
+    method = get_experiment_method(record["method"])
+    return method.setting(record[method.size_field] if method.size_field else None)
 
 
 def format_table(records: list[dict]) -> str:

@@ -15,7 +15,10 @@ A run has four parts, one function each:
 Two learning rates: ``lr`` for the adapter (every parameter but the head for ``"full"``) and
 ``head_lr`` for the freshly initialised classifier. C3A needs a far larger adapter lr than LoRA
 because its ``ΔW`` is scaled by ``1/d_in`` (see ``C3ALinear``); ``DEFAULT_LR`` holds what our lr
-sweep chose (``data/results/lr_sweep.json``).
+sweep chose (``data/results/lr_sweep.json``). AdamW's ε of this package's adapters is multiplied by
+their ``ΔW`` scale ``s``: the gradients of a kernel scale with ``s``, so Adam's step ``m/(√v + ε)`` is
+then the same for every ``s``, and "scale ``s`` at lr ``η`` trains like scale 1 at lr ``s·η``" holds
+exactly, not only up to ε (at C3A's default ``s = 1/d_in`` its gradients are ~1e-7, near Adam's 1e-8).
 
 Devices: CUDA → MPS → CPU (``pick_device``), ``device`` to override. On CUDA the forward runs under
 autocast (bf16 where supported, else fp16 with a gradient scaler); the C3A FFTs stay in float32.
@@ -36,39 +39,50 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..c3a.inject import add_adapters, trainable_parameters
+from ..c3a.inject import adapter_layers, trainable_parameters
 from .backbone import load_classifier
-from .config import FULL, FinetuneConfig, validate_config
+from .config import ADAM_EPS, MAX_GRAD_NORM, WEIGHT_DECAY, FinetuneConfig, validate_config
 from .data import TextDataset, load_dataset
 from .device import pick_device
 from .measure import PeakMemory
+from .methods import get_experiment_method, is_head_parameter
 from .record import TrainingLog, make_record
-
-MAX_GRAD_NORM = 1.0  # gradients are clipped to this norm before every step
 
 # --------------------------------------------------------------------------------------------------
 # The model
 
 
 def build_model(config: FinetuneConfig, num_labels: int):
-    """``(model, tokenizer)``: the pretrained encoder with a fresh head, adapted as ``config`` says."""
+    """``(model, tokenizer)``: the pretrained encoder with a fresh head, built as ``config.method``'s
+    declaration says (``experiments.methods``): this package's adapters, PEFT's, or every weight trainable."""
     model, tokenizer = load_classifier(config.model, num_labels=num_labels, seed=config.seed)
-    if config.method == FULL:
-        model.requires_grad_(True)
-    else:
-        add_adapters(
-            model, config.method, config.target_modules, trainable_modules=["classifier"], **config.adapter_size()
-        )
+    model = get_experiment_method(config.method).build(model, config)
     return model, tokenizer
 
 
-def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float) -> list[dict]:
-    """Two AdamW groups: the classifier head at ``head_lr``, every other trainable parameter at ``lr``."""
-    head, body = [], []
+def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float, eps: float = ADAM_EPS) -> list[dict]:
+    """AdamW groups: the classifier head at ``head_lr``; every other trainable parameter at ``lr``, those of this
+    package's adapters with ε multiplied by their ``ΔW`` scale (one group per scale), so that the scale × lr rule
+    is exact."""
+    scaled = {}  # id(param) -> the scale of the adapter layer it belongs to
+    for layer in adapter_layers(model).values():
+        for param in layer.parameters():
+            if param.requires_grad:
+                scaled[id(param)] = float(layer.scale)
+    head, body, by_scale = [], [], {}
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (head if name.startswith("classifier.") or ".classifier." in name else body).append(param)
-    return [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": head_lr}) if g["params"]]
+        if not param.requires_grad:
+            continue
+        if is_head_parameter(name):
+            head.append(param)
+        elif id(param) in scaled:
+            by_scale.setdefault(scaled[id(param)], []).append(param)
+        else:
+            body.append(param)
+    groups = [{"params": body, "lr": lr, "eps": eps}]
+    groups += [{"params": ps, "lr": lr, "eps": eps * s} for s, ps in sorted(by_scale.items())]
+    groups.append({"params": head, "lr": head_lr, "eps": eps})
+    return [g for g in groups if g["params"]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,7 +195,7 @@ def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
     model.train()
     trainable, total = trainable_parameters(model)
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.resolved_lr(), config.resolved_head_lr()), weight_decay=0.0
+        parameter_groups(model, config.resolved_lr(), config.resolved_head_lr()), weight_decay=WEIGHT_DECAY
     )
     generator = torch.Generator().manual_seed(config.seed)
     plain_model, sampler = model, None
@@ -239,10 +253,12 @@ def train_step(run: Run, batch: dict) -> float:
 
 @torch.no_grad()
 def evaluate(model, loader, device, autocast=contextlib.nullcontext, progress: bool = False) -> dict[str, float]:
-    """Mean loss and accuracy over ``loader``; ``progress`` shows a bar that goes away when done."""
+    """Mean loss and accuracy over ``loader``, and ``correct``: one character per example in the loader's order,
+    ``"1"`` where the prediction is right (a paired test of two runs on the same examples reads it). ``progress``
+    shows a bar that goes away when done."""
     was_training = model.training
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    total_loss, correct, count, hits = 0.0, 0, 0, []
     # A bar by count, not tqdm(loader): tqdm.auto opens an extra iterator over the loader, and each one draws
     # a seed from torch's global generator, which would change the dropout of every later training step.
     bar = tqdm(total=len(loader), desc="evaluate", leave=False, disable=not progress)
@@ -251,12 +267,14 @@ def evaluate(model, loader, device, autocast=contextlib.nullcontext, progress: b
         with autocast():
             out = model(**batch)
         total_loss += out.loss.float().item() * len(batch["labels"])
-        correct += (out.logits.argmax(-1) == batch["labels"]).sum().item()
+        right = (out.logits.argmax(-1) == batch["labels"]).cpu()
+        correct += int(right.sum().item())
+        hits += ["1" if r else "0" for r in right.tolist()]
         count += len(batch["labels"])
         bar.update(1)
     bar.close()
     model.train(was_training)
-    return {"loss": total_loss / count, "accuracy": correct / count}
+    return {"loss": total_loss / count, "accuracy": correct / count, "correct": "".join(hits)}
 
 
 def predict(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 32) -> torch.Tensor:

@@ -91,7 +91,7 @@ def test_cli_block_size_that_does_not_divide_lists_the_valid_ones(capsys):
         (["--method", "dora"], "invalid choice: 'dora'"),
         (["--epochs", "0"], "epochs must be a positive integer"),
         (["--rank", "-2", "--method", "lora"], "rank must be a positive integer"),
-        (["--lr", "-1"], "lr must be a positive number"),
+        (["--lr", "-1"], "lr must be a positive, finite number"),
         (["--device", "cuda"], "not available here"),
         (["--dataset", "imdb"], "invalid choice: 'imdb'"),
         (["--train-size", "0"], "train_size must be a positive integer"),
