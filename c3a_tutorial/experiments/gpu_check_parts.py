@@ -245,25 +245,36 @@ _TARGETS = {"peft_over_ours_min": 3.0, "ours_over_lora_max": 1.0, "lora_referenc
 # ---------------------------------------------------------------------------------------------------
 # 4. Fine-tuning on CUDA (bf16 autocast) against the stored CPU sweep's seeds; notebook 05's GPU configuration.
 
-SWEEP_FILE = REPO / "data" / "results" / "sweep_minilm.json"
+# The stored CPU sweep: the current one if it is there, else the first one (kept under sweep_v1/).
+SWEEP_FILES = [
+    REPO / "data" / "results" / "sweep_minilm.json",
+    REPO / "data" / "results" / "sweep_v1" / "sweep_minilm.json",
+]
 RUNS = [("c3a", 24), ("lora", 8), ("full", None)]  # the notebook's pair at its matched budget, and full
 SMOKE_RUNS = [("c3a", 8), ("lora", 2), ("full", None)]  # sizes that fit a tiny test model (hidden 32)
 
 
 def _stored_sweep() -> dict:
-    try:
-        return json.loads(SWEEP_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    for path in SWEEP_FILES:
+        try:
+            return {**json.loads(path.read_text(encoding="utf-8")), "_file": str(path.relative_to(REPO))}
+        except (OSError, ValueError):
+            continue
+    return {}
 
 
-def _chosen_lr(stored: dict, method: str) -> tuple[float, str]:
+def _chosen_lr(stored: dict, method: str, size: int | None) -> tuple[float, str]:
+    """The lr the stored sweep trained most seeds of ``method`` at ``size`` with (its chosen one), else the default."""
     from .config import DEFAULT_LR
 
-    chosen = stored.get("learning_rates", {}).get(method, {}).get("chosen")
-    if isinstance(chosen, (int, float)):
-        return float(chosen), f"the stored sweep's choice ({SWEEP_FILE.name})"
-    return DEFAULT_LR[method], "DEFAULT_LR (the stored sweep names none)"
+    field = _size_field(method)
+    seeds: dict[float, set] = {}
+    for run in stored.get("runs", []):
+        if run.get("method") == method and (field is None or run.get(field) == size) and "lr" in run:
+            seeds.setdefault(run["lr"], set()).add(run.get("seed"))
+    if seeds:
+        return max(seeds, key=lambda lr: len(seeds[lr])), f"the stored sweep's ({stored.get('_file')})"
+    return DEFAULT_LR[method], "DEFAULT_LR (no such run in a stored sweep)"
 
 
 def _size_field(method: str) -> str | None:
@@ -326,7 +337,7 @@ def part_finetune(part: Part) -> None:
         if part.left() < 15:
             part.cut(f"{method} (sweep settings)")
             continue
-        lr, lr_from = _chosen_lr(stored, method)
+        lr, lr_from = _chosen_lr(stored, method, size)
         sizes = {_size_field(method): size} if size else {}
         config = FinetuneConfig(method=method, model=model, lr=lr, seed=0, device=part.device.type, progress=False,
                                 **sizes, **common)  # fmt: skip
@@ -373,9 +384,11 @@ def part_sweep(part: Part) -> None:
     model = _model(part)
     stored = _stored_sweep()
     training = stored.get("training", {})
-    lrs = {m: _chosen_lr(stored, m)[0] for m in ("c3a", "lora")}
-    # Two settings at one matched budget (384²/96 = 768·2 per layer), neither of them part 4's.
-    args = ["--block-sizes", "16" if part.smoke else "96", "--ranks", "2", "--no-full", "--seeds", "0", "--no-progress"]
+    # Two settings, run by the sweep's own code (its file, report and DDP path): C3A b=96, which part 4 does not
+    # train, and LoRA r=8, whose lora_alpha (8) is the same in the first sweep (alpha = r) and the current one.
+    sizes = {"c3a": 16 if part.smoke else 96, "lora": 2 if part.smoke else 8}
+    lrs = {m: _chosen_lr(stored, m, size)[0] for m, size in sizes.items()}
+    args = ["--methods", *(f"{m}={size}" for m, size in sizes.items()), "--seeds", "0", "--no-progress"]
     args += ["--lr", *(f"{m}={v:g}" for m, v in lrs.items()), "--device", part.device.type]
     for key, flag in (("epochs", "--epochs"), ("max_length", "--max-length"), ("batch_size", "--batch-size"),
                       ("head_lr", "--head-lr")):  # fmt: skip

@@ -109,11 +109,14 @@ def test_operator_and_bench_parts_write_their_files(tmp_path):
     assert all(cmd.startswith("python -m c3a_tutorial.bench --device cpu") for cmd in bench["commands"])
 
 
-def test_finetune_and_sweep_parts_on_a_tiny_model(tmp_path, tiny_dir):
+def test_finetune_part_on_a_tiny_model(tmp_path, tiny_dir):
     finetune = _child("finetune", tmp_path, model=str(tiny_dir))
     assert [r["method"] for r in finetune["runs"]] == ["c3a", "lora", "full"]
     assert all(0 <= r["accuracy"] <= 1 and "verdict" in r for r in finetune["runs"])
     assert finetune["notebook05"] and finetune["notebook05"][0]["seconds"] > 0
+
+
+def test_sweep_part_on_a_tiny_model(tmp_path, tiny_dir):
     sweep = _child("sweep", tmp_path, model=str(tiny_dir))
     assert sorted(r["method"] for r in sweep["runs"]) == ["c3a", "lora"]
     assert sweep["torchrun"]["status"] == "skipped" and "GPU" in sweep["torchrun"]["reason"]
