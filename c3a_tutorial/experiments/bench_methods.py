@@ -2,8 +2,9 @@
 
 A name such as ``"c3a-b64"`` is a kind and a size. Everything the benchmark and its report need to know about a kind
 (its size's name, its parameter count, which sizes fit a layer, how to build it, its colour, whether our operator's
-profile applies) is asked of its declaration, never switched on its name. Our two kinds take their size's name,
-symbol and parameter count from the package's registry (``c3a_tutorial.c3a.methods``); PEFT's C3A is declared here.
+profile applies) is asked of its declaration, never switched on its name. Our two kinds take their label, colour,
+size's name, symbol and parameter count from the experiments' registry (``experiments.methods``); PEFT's C3A layer,
+timed on its own, is declared here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 
 from ..c3a.counting import c3a_parameter_count
 from ..c3a.layers import C3ALinear, LoRALinear
-from ..c3a.methods import get_method
+from .methods import get_experiment_method
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class BenchMethod:
     parameter_count: Callable[[int, int, int], int]  # (d_out, d_in, size) -> trainable numbers
     fits: Callable[[int, int, int], bool]  # (d_out, d_in, size) -> can this size adapt that layer?
     build: Callable[[nn.Linear, int], nn.Module]  # (frozen base, size) -> the adapted layer, weights random
-    colours: str  # a matplotlib colour map: one hue per kind, shades per size
+    colour: str  # a matplotlib colour: one hue per kind (lighter shades for further sizes)
     our_operator: bool = False  # True: rows of this kind get the C3A operator's profile (--profile)
     needs: str | None = None  # an optional package it needs ("peft")
     implements: str | None = None  # another kind it is an implementation of, at the same size ("c3a" for PEFT's)
@@ -56,28 +57,29 @@ def _build_peft_c3a(base: nn.Linear, block_size: int) -> nn.Module:
 
 
 def _declare(name: str, **fields) -> BenchMethod:
-    method = get_method(name)  # the package's own declaration: its size's name, symbol and parameter count
+    """One of this package's methods as the experiments declare it (``experiments.methods``): its label, colour, size
+    name, symbol and parameter count are asked there, so a table or figure of the benchmark and of the sweep agree."""
+    method = get_experiment_method(name)
     return BenchMethod(
         kind=name,
-        size_argument=method.size_argument,
+        label=f"{method.label} (ours)",
+        size_argument=method.size_field,
         symbol=method.symbol,
-        parameter_count=method.parameter_count,
+        parameter_count=method.layer_parameters,
+        colour=method.colour,
         **fields,
     )
 
 
 BENCH_METHODS: dict[str, BenchMethod] = {
-    "lora": _declare(
-        "lora", label="LoRA (ours)", fits=lambda o, i, r: 1 <= r <= min(o, i), build=_build_lora, colours="Greens"
-    ),
+    "lora": _declare("lora", fits=lambda o, i, r: 1 <= r <= min(o, i), build=_build_lora),
     "c3a": _declare(
         "c3a",
-        label="C3A (ours)",
         fits=_divides,
         build=lambda base, b: C3ALinear(base, block_size=b, init_weights="gaussian"),
-        colours="Blues",
         our_operator=True,
     ),
+    # PEFT's C3A layer on its own (the experiments train PEFT's methods through get_peft_model, not this layer).
     "peft-c3a": BenchMethod(
         kind="peft-c3a",
         label="C3A (PEFT)",
@@ -86,7 +88,7 @@ BENCH_METHODS: dict[str, BenchMethod] = {
         parameter_count=c3a_parameter_count,
         fits=_divides,
         build=_build_peft_c3a,
-        colours="Oranges",
+        colour="tab:olive",
         needs="peft",
         implements="c3a",
     ),

@@ -87,7 +87,8 @@ def _bar_values(rows: list[dict], cells: list[tuple], method: str) -> list[float
 def plot_benchmark(result: dict, ax=None, tokens: int | None = None):
     """Bar chart of the overhead over the frozen base layer (× its time) per method, one group per shape
     and token count (only ``tokens`` if given). Returns ``(figure, axes)``."""
-    import matplotlib.pyplot as plt  # only when plotting: the timing runs without matplotlib
+    import matplotlib  # only when plotting: the timing runs without matplotlib
+    import matplotlib.pyplot as plt
 
     rows = [r for r in result["results"] if r["method"] != "base" and (tokens is None or r["tokens"] == tokens)]
     if not rows:
@@ -105,7 +106,8 @@ def plot_benchmark(result: dict, ax=None, tokens: int | None = None):
         counts[declared.kind] = counts.get(declared.kind, 0) + 1
         shade = min(0.45 + 0.2 * (counts[declared.kind] - 1), 0.95)
         xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(cells))]
-        colour = plt.get_cmap(declared.colours)(shade)
+        rgb = matplotlib.colors.to_rgb(declared.colour)
+        colour = tuple(1 - (1 - c) * (1.45 - shade) for c in rgb)  # the kind's hue, lighter for each further size
         ax.bar(xs, _bar_values(rows, cells, method), width, label=f"{method}: {declared.label}", color=colour)
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels([f"{o}×{i}\nN={n}" for o, i, n in cells], fontsize=8)
