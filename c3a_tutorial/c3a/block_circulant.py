@@ -24,16 +24,19 @@ Two implementations live here. ``block_circulant_matmul_reference`` is the reada
 FFTs, ``einsum``, and torch's own autograd. ``block_circulant_matmul`` is the one layers use: real
 FFTs, a custom ``torch.autograd.Function`` with the backward above, which saves only the input and
 the kernel (the FFTs are recomputed in backward: cheap, and no complex intermediates are kept alive
-between forward and backward). It runs over chunks of tokens that stay in cache, and its frequency-domain
-products are real batched GEMMs over frequencies (see the notes above ``_chunk_rows``; the measured breakdown is
-in ``data/results/README_bench.md``). It can also
-take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
+between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, shared among torch's
+threads, and its frequency-domain products are real batched GEMMs over frequencies (see the notes above
+``_chunk_rows``; a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
+It can also take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
 path. Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -110,18 +113,113 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 #   (``_real_form``). The view from complex to interleaved real is free; BLAS runs real GEMMs faster than complex.
 # * A GEMM whose output is narrow (fewer than ``_NARROW`` blocks) is computed transposed, which BLAS runs several
 #   times faster, and transposed back in the same copy that builds the token-major layout.
+# * With several torch threads the chunks are shared among threads, each single-threaded (``_run``), instead of
+#   every small op of every chunk being split across threads.
+# * A GPU makes other choices (``Choices``, ``GPU_CHOICES``): no chunks, no transposed narrow form, no output copy.
 
 _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
 _NARROW = 8  # output blocks below which the per-frequency GEMM is computed transposed
 
 
+class Choices(NamedTuple):
+    """How the FFT path runs on one kind of device. Every combination computes the same thing (the tests hold each
+    equal to the reference in float64); they differ in speed only, and which is faster depends on the device."""
+
+    chunks: bool  # tokens in cache-sized chunks (CPU caches); False: all tokens at once
+    threads: bool  # chunks shared among torch's CPU threads, each single-threaded (see _run)
+    narrow_transposed: bool  # GEMMs with fewer than _NARROW output blocks computed transposed (an MKL weakness)
+    copy_output: bool  # irfft, then a copy into a preallocated output; False: the irfft's result is the output
+
+
+CPU_CHOICES = Choices(chunks=True, threads=True, narrow_transposed=True, copy_output=True)
+# On a GPU there is no cache to fit and every chunk costs kernel launches, torch's thread count means nothing,
+# cuBLAS has no measured weakness for narrow outputs (the transposed form costs a 4-D permuting copy there), and
+# the copy into a preallocated output is one more pass over memory. BEFORE_GPU_CHOICES is what a GPU ran before
+# they were separated (one chunk, the CPU's other choices), kept so that the GPU check can time both.
+GPU_CHOICES = Choices(chunks=False, threads=False, narrow_transposed=False, copy_output=False)
+BEFORE_GPU_CHOICES = Choices(chunks=False, threads=False, narrow_transposed=True, copy_output=True)
+_CHOICES = {"cpu": CPU_CHOICES}  # by device type; any other device type gets GPU_CHOICES
+
+
+def choices_for(device: torch.device) -> Choices:
+    return _CHOICES.get(device.type, GPU_CHOICES)
+
+
+@contextlib.contextmanager
+def use_choices(device_type: str, choices: Choices):
+    """Run the FFT path on ``device_type`` with ``choices`` inside the block (for tests and measurements)."""
+    had, saved = device_type in _CHOICES, _CHOICES.get(device_type)
+    _CHOICES[device_type] = choices
+    try:
+        yield
+    finally:
+        if had:
+            _CHOICES[device_type] = saved
+        else:
+            del _CHOICES[device_type]
+
+
 def _chunk_rows(d_in: int, d_out: int, dtype: torch.dtype, device: torch.device | None = None) -> int:
-    """Tokens per chunk on a CPU: ``_CHUNK_BYTES`` of input and output rows, at least 8. Elsewhere no limit: a GPU
-    has no such cache to fit and its caching allocator reuses buffers, while each chunk would cost kernel launches
-    (the GPU path has not been timed here)."""
-    if device is not None and device.type != "cpu":
+    """Tokens per chunk: ``_CHUNK_BYTES`` of input and output rows, at least 8, where the device's choices chunk
+    (a CPU); elsewhere no limit."""
+    if device is not None and not choices_for(device).chunks:
         return 2**62
     return max(8, _CHUNK_BYTES // ((d_in + d_out) * torch.finfo(dtype).bits // 8))
+
+
+class _Plan(NamedTuple):
+    rows: int  # tokens per chunk
+    chunks: list[tuple[int, int]]  # (start, stop) of every chunk
+    threads: int  # workers that share the chunks (1: this thread does them all)
+
+
+@functools.cache
+def _openmp() -> bool:
+    # _run sets torch's thread count per call; with OpenMP that is a variable, with other backends a pool resize.
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True) -> _Plan:
+    """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``): chunks of
+    ``_chunk_rows``, smaller if that leaves a thread without one."""
+    rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
+    threads = torch.get_num_threads() if parallel and choices_for(device).threads and _openmp() else 1
+    if threads > 1:
+        rows = min(rows, max(8, -(-tokens // threads)))
+    chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
+    return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
+
+
+def _run(plan: _Plan, work) -> None:
+    """``work(chunks)`` over all of ``plan.chunks``: here, or shared among ``plan.threads`` threads.
+
+    With several torch threads each small op of a chunk opens its own parallel region, ending in a barrier that waits
+    for the slowest thread: on a busy machine, for a thread that lost its core (measured: the CPU time of a step with
+    2 threads was 6× that with 1, nearly all of it spent waiting). So with ``n`` threads the chunks are shared among
+    ``n`` workers, each running its chunks single-threaded with its own buffers, and the one barrier is the join at
+    the end. torch's thread count is process-wide: it is 1 for the duration of the call and restored afterwards.
+    """
+    if plan.threads <= 1:
+        work(plan.chunks)
+        return
+    saved = torch.get_num_threads()
+    groups = [plan.chunks[i :: plan.threads] for i in range(plan.threads)]
+
+    def worker(group):
+        torch.set_num_threads(1)  # OpenMP's and MKL's thread counts are per thread: set this one's too
+        with torch.no_grad():  # grad mode is per thread too; the operator's own ops are never recorded
+            work(group)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(plan.threads - 1) as pool:
+            futures = [pool.submit(worker, group) for group in groups[1:]]
+            with torch.no_grad():
+                work(groups[0])
+            for future in futures:
+                future.result()
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _real_form(a: torch.Tensor) -> torch.Tensor:
@@ -151,14 +249,14 @@ def _to_freq(t: torch.Tensor, b: int, buf: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(out).view(n_freq, k, -1)
 
 
-def _freq_matmul(t_freq: torch.Tensor, form: torch.Tensor, q: int, gemm_buf: torch.Tensor, buf: torch.Tensor):
+def _freq_matmul(t_freq, form, q: int, gemm_buf: torch.Tensor, buf: torch.Tensor, narrow_transposed: bool = True):
     """``(F, k, 2p) @ (F, 2p, 2q)`` → ``(k, q, F)`` complex, token-major, in the flat buffers.
 
-    Narrow outputs (``q < _NARROW``) are computed transposed, ``formᵀ @ t_freqᵀ``, and the transposing copy back
-    to token-major order undoes it."""
+    With ``narrow_transposed``, narrow outputs (``q < _NARROW``) are computed transposed, ``formᵀ @ t_freqᵀ``, and
+    the transposing copy back to token-major order undoes it."""
     n_freq, k, _ = t_freq.shape
     out = buf[: k * q * n_freq].view(k, q, n_freq)
-    if q < _NARROW:
+    if narrow_transposed and q < _NARROW:
         y_t = gemm_buf[: n_freq * 2 * q * k].view(n_freq, 2 * q, k)
         torch.bmm(form.transpose(1, 2), t_freq.transpose(1, 2), out=y_t)
         torch.view_as_real(out).copy_(y_t.view(n_freq, q, 2, k).permute(3, 1, 0, 2))
@@ -169,9 +267,28 @@ def _freq_matmul(t_freq: torch.Tensor, form: torch.Tensor, q: int, gemm_buf: tor
     return out
 
 
-def _from_freq(spectrum: torch.Tensor, b: int, out: torch.Tensor) -> None:
-    """``(k, q, F)`` complex → ``out``, ``(k, q·b)`` real (any float dtype: the cast rides on the copy)."""
-    out.copy_(torch.fft.irfft(spectrum, n=b, dim=-1).view(out.shape))
+def _from_freq(spectrum: torch.Tensor, b: int, out: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """``(k, q, F)`` complex → ``(k, q·b)`` real in ``dtype``: copied into ``out`` (the cast rides on the copy), or,
+    with ``out=None``, the irfft's own result (cast if ``dtype`` asks)."""
+    signal = torch.fft.irfft(spectrum, n=b, dim=-1)
+    if out is None:
+        return signal.view(spectrum.shape[0], -1).to(dtype)
+    return out.copy_(signal.view(out.shape))
+
+
+def _new_rows(x: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.empty(x.shape[0], width, dtype=x.dtype, device=x.device)
+
+
+def _rows(out, start: int, stop: int):
+    """Where a chunk's rows go: a slice of the preallocated output, or ``None`` (``out == [None]``: the chunk's own
+    result becomes the output, see ``_store``)."""
+    return None if isinstance(out, list) else out[start:stop]
+
+
+def _store(out, start: int, stop: int, rows: torch.Tensor) -> None:
+    if isinstance(out, list):
+        out[0] = rows
 
 
 def _buffers(rows: int, n_freq: int, width: int, dtype: torch.dtype, device: torch.device, count: int):
@@ -197,13 +314,20 @@ class BlockCirculantMatmul(torch.autograd.Function):
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
         form = _real_form(_kernel_freq(kernel, dtype, scale).transpose(1, 2))  # (F, 2n, 2m): X ↦ X Wᵀ
-        rows = min(_chunk_rows(n * b, m * b, dtype, x.device), x.shape[0])
-        (in_buf, out_buf), gemm_buf = _buffers(rows, b // 2 + 1, max(m, n), dtype, x.device, 2)
-        y = torch.empty(x.shape[0], m * b, dtype=x.dtype, device=x.device)
-        for start in range(0, x.shape[0], rows):
-            x_freq = _to_freq(x[start : start + rows].to(dtype), b, in_buf)
-            _from_freq(_freq_matmul(x_freq, form, m, gemm_buf, out_buf), b, y[start : start + rows])
-        return y
+        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device)
+        choices = choices_for(x.device)
+        # One chunk and no copy asked for: the irfft's result is y. Otherwise every chunk is copied into y.
+        y = [None] if len(plan.chunks) == 1 and not choices.copy_output else _new_rows(x, m * b)
+
+        def work(chunks):
+            (in_buf, out_buf), gemm_buf = _buffers(plan.rows, b // 2 + 1, max(m, n), dtype, x.device, 2)
+            for start, stop in chunks:
+                x_freq = _to_freq(x[start:stop].to(dtype), b, in_buf)
+                spectrum = _freq_matmul(x_freq, form, m, gemm_buf, out_buf, choices.narrow_transposed)
+                _store(y, start, stop, _from_freq(spectrum, b, _rows(y, start, stop), x.dtype))
+
+        _run(plan, work)
+        return y[0] if isinstance(y, list) else y
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -211,26 +335,42 @@ class BlockCirculantMatmul(torch.autograd.Function):
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
         need_x, need_w = ctx.needs_input_grad[:2]
-        rows = min(_chunk_rows(n * b, m * b, dtype, x.device), x.shape[0])
-        (g_buf, x_buf, out_buf), gemm_buf = _buffers(rows, b // 2 + 1, max(m, n), dtype, x.device, 3)
         # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
         form = _real_form(_kernel_freq(kernel, dtype, ctx.scale).conj()) if need_x else None  # (F, 2m, 2n)
-        grad_x = torch.empty_like(x) if need_x else None
+        choices = choices_for(x.device)
         # Σ_tokens of the products of interleaved parts, (F, 2n, 2m) or (F, 2m, 2n): the wider side last.
         wide_m = m >= n
-        products = x.new_zeros((b // 2 + 1, 2 * n, 2 * m) if wide_m else (b // 2 + 1, 2 * m, 2 * n), dtype=dtype)
-        for start in range(0, x.shape[0], rows):
-            g_freq = _to_freq(grad_output[start : start + rows].to(dtype), b, g_buf)  # (F, k, 2m)
-            if need_x:
-                _from_freq(_freq_matmul(g_freq, form, n, gemm_buf, out_buf), b, grad_x[start : start + rows])
-            if need_w:
-                x_freq = _to_freq(x[start : start + rows].to(dtype), b, x_buf)  # (F, k, 2n)
-                if wide_m:
-                    products.baddbmm_(x_freq.transpose(1, 2), g_freq)
-                else:
-                    products.baddbmm_(g_freq.transpose(1, 2), x_freq)
-        grad_kernel = _kernel_grad(products, wide_m, m, n, b, ctx.scale).to(kernel.dtype) if need_w else None
-        return grad_x, grad_kernel, None
+        shape = (b // 2 + 1, 2 * n, 2 * m) if wide_m else (b // 2 + 1, 2 * m, 2 * n)
+        # Threads only when backward is not itself differentiated (create_graph=True records every op here).
+        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device, parallel=not torch.is_grad_enabled())
+        grad_x = None
+        if need_x:
+            grad_x = [None] if len(plan.chunks) == 1 and not choices.copy_output else _new_rows(x, n * b)
+        sums = []
+
+        def work(chunks):
+            (g_buf, x_buf, out_buf), gemm_buf = _buffers(plan.rows, b // 2 + 1, max(m, n), dtype, x.device, 3)
+            products = x.new_zeros(shape, dtype=dtype) if need_w else None
+            for start, stop in chunks:
+                g_freq = _to_freq(grad_output[start:stop].to(dtype), b, g_buf)  # (F, k, 2m)
+                if need_x:
+                    spectrum = _freq_matmul(g_freq, form, n, gemm_buf, out_buf, choices.narrow_transposed)
+                    _store(grad_x, start, stop, _from_freq(spectrum, b, _rows(grad_x, start, stop), x.dtype))
+                if need_w:
+                    x_freq = _to_freq(x[start:stop].to(dtype), b, x_buf)  # (F, k, 2n)
+                    if wide_m:
+                        products.baddbmm_(x_freq.transpose(1, 2), g_freq)
+                    else:
+                        products.baddbmm_(g_freq.transpose(1, 2), x_freq)
+            sums.append(products)
+
+        _run(plan, work)
+        if isinstance(grad_x, list):
+            grad_x = grad_x[0]
+        if not need_w:
+            return grad_x, None, None
+        products = sums[0] if len(sums) == 1 else torch.stack(sums).sum(0)
+        return grad_x, _kernel_grad(products, wide_m, m, n, b, ctx.scale).to(kernel.dtype), None
 
 
 def _kernel_grad(products: torch.Tensor, wide_m: bool, m: int, n: int, b: int, scale: float) -> torch.Tensor:

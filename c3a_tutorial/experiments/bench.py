@@ -33,8 +33,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..c3a.counting import c3a_parameter_count, lora_parameter_count
-from ..c3a.layers import C3ALinear, LoRALinear
+from .bench_methods import (
+    BENCH_METHODS,
+    BenchMethod,
+    available,
+    build_layer,
+    fits,
+    method_of,
+    method_parameters,
+    parse_method,
+)
 from .bench_report import FORMAT, FORMAT_VERSION, format_table, load_results, plot_benchmark, save_results
 from .device import pick_device
 from .measure import machine_info, versions
@@ -46,10 +54,14 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "TINY",
+    "BENCH_METHODS",
+    "BenchMethod",
     "build_layer",
     "check_targets",
+    "fits",
     "format_table",
     "load_results",
+    "method_of",
     "method_parameters",
     "parse_method",
     "plot_benchmark",
@@ -69,62 +81,6 @@ DEFAULT_METHODS = (
     "peft-c3a-b256",
 )
 TINY = {"shapes": ((64, 64), (128, 64)), "tokens": (32, 128), "methods": ("lora-r8", "c3a-b16", "peft-c3a-b16")}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Methods: a name such as "c3a-b64" becomes a layer wrapping the base.
-
-
-def parse_method(name: str) -> dict:
-    """``"lora-r8"`` → ``{"kind": "lora", "rank": 8}``; ``"c3a-b64"``, ``"peft-c3a-b64"`` → block size 64."""
-    kind, _, arg = name.rpartition("-")
-    try:
-        if kind == "lora" and arg.startswith("r"):
-            return {"name": name, "kind": "lora", "rank": int(arg[1:])}
-        if kind in ("c3a", "peft-c3a") and arg.startswith("b"):
-            return {"name": name, "kind": kind, "block_size": int(arg[1:])}
-    except ValueError:
-        pass
-    raise ValueError(f"Unknown method {name!r}: use 'lora-r<rank>', 'c3a-b<block size>' or 'peft-c3a-b<block size>'.")
-
-
-def _peft_available() -> bool:
-    try:
-        import peft.tuners.c3a  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def build_layer(method: str, base: nn.Linear) -> nn.Module:
-    """The layer ``method`` names, wrapping ``base`` (frozen), adapter weights random (not zero)."""
-    spec = parse_method(method)
-    if spec["kind"] == "lora":
-        layer = LoRALinear(base, rank=spec["rank"])
-        nn.init.normal_(layer.lora_B)
-        return layer
-    if spec["kind"] == "c3a":
-        return C3ALinear(base, block_size=spec["block_size"], init_weights="gaussian")
-    from peft import C3AConfig
-    from peft.tuners.c3a.layer import C3ALinear as PeftC3ALinear
-
-    config = C3AConfig(block_size=spec["block_size"], init_weights="gaussian")
-    layer = PeftC3ALinear(base, "default", config=config, block_size=spec["block_size"])
-    layer.base_layer.requires_grad_(False)
-    return layer
-
-
-def method_parameters(method: str, d_out: int, d_in: int) -> int:
-    """Trainable parameters of ``method`` on a ``d_out × d_in`` layer."""
-    spec = parse_method(method)
-    if spec["kind"] == "lora":
-        return lora_parameter_count(d_out, d_in, spec["rank"])
-    return c3a_parameter_count(d_out, d_in, spec["block_size"])
-
-
-def _fits(method: str, d_out: int, d_in: int) -> bool:
-    spec = parse_method(method)
-    return spec["kind"] == "lora" or (d_in % spec["block_size"] == 0 and d_out % spec["block_size"] == 0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,14 +192,14 @@ def _row(cell: tuple[int, int, int], name: str, times: dict, saved: int, peak: i
     diffs = [t - b for t, b in zip(times[name], base_times, strict=True)]
     overhead_ms = 0.0 if name == "base" else statistics.median(diffs)
     spec = {"kind": "base"} if name == "base" else parse_method(name)
+    sizes = {m.size_argument: None for m in BENCH_METHODS.values()}  # every size key, set for this row's kind
     return {
         "d_out": d_out,
         "d_in": d_in,
         "tokens": tokens,
         "method": name,
         "kind": spec["kind"],
-        "block_size": spec.get("block_size"),
-        "rank": spec.get("rank"),
+        **{key: spec.get(key) for key in sizes},
         "parameters": 0 if name == "base" else method_parameters(name, d_out, d_in),
         "median_ms": statistics.median(times[name]),
         "base_median_ms": base_ms,
@@ -326,13 +282,15 @@ def run_benchmark(
     methods = list(methods)
     _check_options(methods, timer, device, repeats, warmup)
     skipped = []
-    if not _peft_available():
-        skipped += [f"{m}: peft is not installed" for m in methods if m.startswith("peft-")]
-        methods = [m for m in methods if not m.startswith("peft-")]
+    for name in list(methods):
+        needs = method_of(name).needs
+        if not available(method_of(name)):
+            skipped.append(f"{name}: {needs} is not installed")
+            methods.remove(name)
     results = []
     for (d_out, d_in), n in tqdm([(s, n) for s in shapes for n in tokens], desc="benchmark", disable=not progress):
-        usable = [m for m in methods if _fits(m, d_out, d_in)]
-        skipped += [f"{m} at {d_out}x{d_in}: block size does not divide it" for m in methods if m not in usable]
+        usable = [m for m in methods if fits(m, d_out, d_in)]
+        skipped += [f"{m} at {d_out}x{d_in}: its size does not fit that layer" for m in methods if m not in usable]
         results += _bench_cell((d_out, d_in, n), usable, device, dtype, repeats, warmup, time_budget_s, timer)
     timer_name = "cuda events" if device.type == "cuda" else ("process cpu time" if timer == "cpu" else "wall clock")
     return {
@@ -360,7 +318,7 @@ def run_benchmark(
 # This project's acceptance targets (issue #14), for its own write-up (data/results/README_bench.md). Not part of a
 # result file or of the command line's output: a user's benchmark reports measurements, not our goals.
 
-TARGETS = {"peft_over_ours_min": 3.0, "ours_over_lora_r8_max": 1.5, "lora_tokens_min": 2048}
+TARGETS = {"peft_over_ours_min": 3.0, "ours_over_lora_max": 1.5, "lora_reference": "lora-r8", "lora_tokens_min": 2048}
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -368,36 +326,29 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def check_targets(results: list[dict], targets: dict = TARGETS) -> list[dict]:
-    """Per shape, token count and C3A method: PEFT's C3A overhead over ours at the same ``b`` (target
-    ``≥ peft_over_ours_min``), and ours over LoRA r=8's when ours has no more parameters (target
-    ``≤ ours_over_lora_r8_max``, for ``N ≥ lora_tokens_min``). One dict per comparison, with ``met``."""
+    """Per shape, token count and row of our operator: the overhead of every other implementation of it at the same
+    size (PEFT's C3A) over ours (target ``≥ peft_over_ours_min``), and ours over the LoRA reference's (``lora-r8``)
+    when ours has no more parameters (target ``≤ ours_over_lora_max``, for ``N ≥ lora_tokens_min``). One dict per
+    comparison, with ``met``."""
     out = []
     for d_out, d_in, n in sorted({(r["d_out"], r["d_in"], r["tokens"]) for r in results}):
         rows = {r["method"]: r for r in results if (r["d_out"], r["d_in"], r["tokens"]) == (d_out, d_in, n)}
-        lora = rows.get("lora-r8")
+        lora = rows.get(targets["lora_reference"])
         for name, row in rows.items():
-            if row["kind"] != "c3a":
+            if row["kind"] not in BENCH_METHODS or not BENCH_METHODS[row["kind"]].our_operator:
                 continue
             where = {"d_out": d_out, "d_in": d_in, "tokens": n, "method": name}
-            peft_row = rows.get("peft-" + name)
-            if peft_row:
-                ratio = _ratio(peft_row["overhead_ms"], row["overhead_ms"])
-                out.append(
-                    {
-                        **where,
-                        "target": "peft_c3a / ours",
-                        "ratio": ratio,
-                        "met": ratio >= targets["peft_over_ours_min"],
-                    }
-                )
+            size = parse_method(name)["size"]
+            for other in rows.values():
+                declared = BENCH_METHODS.get(other["kind"])
+                if declared and declared.implements == row["kind"] and parse_method(other["method"])["size"] == size:
+                    ratio = _ratio(other["overhead_ms"], row["overhead_ms"])
+                    target = f"{declared.kind} / ours"
+                    out.append(
+                        {**where, "target": target, "ratio": ratio, "met": ratio >= targets["peft_over_ours_min"]}
+                    )
             if lora and row["parameters"] <= lora["parameters"] and n >= targets["lora_tokens_min"]:
                 ratio = _ratio(row["overhead_ms"], lora["overhead_ms"])
-                out.append(
-                    {
-                        **where,
-                        "target": "ours / lora-r8",
-                        "ratio": ratio,
-                        "met": ratio <= targets["ours_over_lora_r8_max"],
-                    }
-                )
+                target = f"ours / {targets['lora_reference']}"
+                out.append({**where, "target": target, "ratio": ratio, "met": ratio <= targets["ours_over_lora_max"]})
     return out

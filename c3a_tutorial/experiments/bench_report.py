@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import os
 
+from .bench_methods import method_of
+
 FORMAT = "c3a_tutorial.bench"
 FORMAT_VERSION = 1
 REGENERATE = (
     "Regenerate it with `python -m c3a_tutorial.bench --out {path} --force` (with the --shapes, --tokens, "
     "--methods and --timer it was made with; the recorded runs' commands are in data/results/README_bench.md)."
 )
+# For a file that is not recognisably ours: advising --force on it would overwrite someone else's file.
+NOT_OURS = "Show a file the benchmark wrote, or run it into a new file: python -m c3a_tutorial.bench --out NEW.json."
 
 
 def save_results(result: dict, path: str | os.PathLike, force: bool = False) -> str:
@@ -43,20 +47,21 @@ def load_results(path: str | os.PathLike) -> dict:
     A missing, truncated, non-JSON or foreign file raises ``ValueError`` naming the file and how to regenerate it.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder, not a benchmark result file. " + NOT_OURS)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             result = json.load(f)
     except FileNotFoundError as err:
-        raise ValueError(f"{path!r} does not exist. " + REGENERATE.format(path=path)) from err
+        raise ValueError(f"{path!r} does not exist. " + NOT_OURS) from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(
-            f"{path!r} is not a readable benchmark result: it is truncated or not JSON ({err}). "
-            + REGENERATE.format(path=path)
+            f"{path!r} is not a readable benchmark result: it is truncated or not JSON ({err}). " + NOT_OURS
         ) from err
+    except OSError as err:
+        raise ValueError(f"{path!r} cannot be read ({err.strerror}). " + NOT_OURS) from err
     if not isinstance(result, dict) or result.get("format") != FORMAT:
-        raise ValueError(
-            f"{path!r} is not a c3a_tutorial benchmark result (no format={FORMAT!r}). " + REGENERATE.format(path=path)
-        )
+        raise ValueError(f"{path!r} is not a c3a_tutorial benchmark result (no format={FORMAT!r}). " + NOT_OURS)
     missing = [key for key in ("machine", "versions", "config", "results") if key not in result]
     if missing:
         raise ValueError(f"{path!r} lacks {', '.join(missing)}: an incomplete result. " + REGENERATE.format(path=path))
@@ -82,7 +87,8 @@ def _bar_values(rows: list[dict], cells: list[tuple], method: str) -> list[float
 def plot_benchmark(result: dict, ax=None, tokens: int | None = None):
     """Bar chart of the overhead over the frozen base layer (× its time) per method, one group per shape
     and token count (only ``tokens`` if given). Returns ``(figure, axes)``."""
-    import matplotlib.pyplot as plt  # only when plotting: the timing runs without matplotlib
+    import matplotlib  # only when plotting: the timing runs without matplotlib
+    import matplotlib.pyplot as plt
 
     rows = [r for r in result["results"] if r["method"] != "base" and (tokens is None or r["tokens"] == tokens)]
     if not rows:
@@ -94,14 +100,15 @@ def plot_benchmark(result: dict, ax=None, tokens: int | None = None):
     else:
         fig = ax.figure
     width = 0.8 / len(methods)
-    cmap = {"lora": plt.cm.Greens, "c3a": plt.cm.Blues, "peft-c3a": plt.cm.Oranges}
     counts = {}
     for k, method in enumerate(methods):
-        kind = next(r["kind"] for r in rows if r["method"] == method)
-        counts[kind] = counts.get(kind, 0) + 1
-        shade = min(0.45 + 0.2 * (counts[kind] - 1), 0.95)
+        declared = method_of(method)  # its colour map, declared once with the method (bench.BENCH_METHODS)
+        counts[declared.kind] = counts.get(declared.kind, 0) + 1
+        shade = min(0.45 + 0.2 * (counts[declared.kind] - 1), 0.95)
         xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(cells))]
-        ax.bar(xs, _bar_values(rows, cells, method), width, label=method, color=cmap[kind](shade))
+        rgb = matplotlib.colors.to_rgb(declared.colour)
+        colour = tuple(1 - (1 - c) * (1.45 - shade) for c in rgb)  # the kind's hue, lighter for each further size
+        ax.bar(xs, _bar_values(rows, cells, method), width, label=f"{method}: {declared.label}", color=colour)
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels([f"{o}×{i}\nN={n}" for o, i, n in cells], fontsize=8)
     ax.set_yscale("log")
@@ -159,6 +166,10 @@ def format_profile(profiles: list[dict]) -> str:
     lines = [header]
     for p in profiles:
         name = f"{p['d_out']}x{p['d_in']} b={p['block_size']} N={p['tokens']}"
+        if "kinds_ms" in p:  # a device profile (CUDA): GPU time by kind, host time per step beside GPU time
+            kinds = " ".join(f"{k} {v:.3f}" for k, v in p["kinds_ms"].items())
+            lines.append(f"{name:<26} {'fwd+bwd':>8} {p['step_ms']:>7.3f}  {kinds}; host {p['host_ms']:.3f} ms/step")
+            continue
         for phase in ("forward", "backward"):
             c = p[phase]
             lines.append(
@@ -172,6 +183,7 @@ def format_profile(profiles: list[dict]) -> str:
         )
     lines.append(
         "ms of the benchmark's clock, medians; kernels = fft + gemm + layout copies; python = the rest (Python, "
-        "autograd, small ops); faults = minor page faults per call (c3a_tutorial/experiments/profile.py)."
+        "autograd, small ops); faults = minor page faults per call; on CUDA: GPU ms by kind and the host's ms to "
+        "enqueue a step (c3a_tutorial/experiments/profile.py)."
     )
     return "\n".join(lines)

@@ -14,6 +14,11 @@ by wrapping those functions for the duration of the call; ``python`` is the rest
 the small kernel spectrum, views). ``total_over_kernels`` is the phase's total over ``fft + gemm + layout``: the
 share that is not arithmetic or a necessary copy. One run under ``torch.profiler`` lists the aten ops with their call
 counts (its times are wall-clock). ``python -m c3a_tutorial.bench --profile`` adds all this to a benchmark result.
+
+On CUDA (``profile_device_step``) the wrapping would time the launches, not the work: there the step runs under
+``torch.profiler`` with CUDA activity, the GPU time of the kernels each aten op launched is summed by kind (same
+kinds, ``other`` for the rest), and the host time to enqueue a step is set beside the GPU time of a step (CUDA
+events): a step whose host time is the larger is bound by launches and Python, not by the GPU.
 """
 
 from __future__ import annotations
@@ -123,6 +128,63 @@ def _aten_ops(step: Callable[[], object]) -> list[dict]:
     return sorted(ops, key=lambda o: -o["self_wall_ms"])[:12]
 
 
+_KINDS = {"fft": ("fft",), "gemm": ("bmm", "mm", "addmm", "matmul", "baddbmm"), "layout": ("copy_", "clone")}
+
+
+def _kind(op: str) -> str:
+    name = op.removeprefix("aten::").lstrip("_")
+    for kind, words in _KINDS.items():
+        if any(name == w or name.startswith(w) for w in words) or (kind == "fft" and "fft" in name):
+            return kind
+    return "other"
+
+
+def profile_device_step(step: Callable[[], object], device: str | torch.device, repeats: int = 3) -> dict:
+    """One step's device time by kind of work (fft, gemm, layout copies, other), its top aten ops, and host time
+    (enqueueing, no synchronisation) beside device time (CUDA events), medians over ``repeats``. On a CPU device
+    the same report with the CPU's own times (for tests of the plumbing)."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    step()
+    sync()
+    host, total = [], []
+    for _ in range(repeats):
+        sync()
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        began = time.perf_counter()
+        step()
+        host.append(1e3 * (time.perf_counter() - began))
+        if cuda:
+            end.record()
+        sync()
+        total.append(start.elapsed_time(end) if cuda else host[-1])
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(repeats):
+            step()
+        sync()
+    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+    kinds = dict.fromkeys((*_KINDS, "other"), 0.0)
+    ops = []
+    for e in prof.key_averages():
+        if not e.key.startswith("aten::"):
+            continue
+        ms = getattr(e, attribute, 0.0) / 1e3 / repeats
+        kinds[_kind(e.key)] += ms
+        ops.append({"op": e.key, "calls_per_step": e.count / repeats, "self_ms": round(ms, 4)})
+    return {
+        "device": str(device),
+        "step_ms": statistics.median(total),
+        "host_ms": statistics.median(host),
+        "kinds_ms": {k: round(v, 4) for k, v in kinds.items()},
+        "aten_ops": sorted(ops, key=lambda o: -o["self_ms"])[:12],
+        "repeats": repeats,
+    }
+
+
 def time_steps(step: Callable[[], object], repeats: int, clock: str = "cpu") -> list[float]:
     """Milliseconds of ``repeats`` calls of ``step`` on the ``clock`` (``"cpu"``: process CPU time)."""
     read = CLOCKS[clock]
@@ -161,12 +223,14 @@ def profile_operator(
 
     Returns per phase (``"forward"``, ``"backward"``) the medians over ``repeats`` timed runs of each category and
     of the minor page faults (see the module docstring), the unprofiled step time (median, min, max over
-    ``repeats``, on ``clock``), and ``aten_ops`` from one ``torch.profiler`` run. CPU only: on CUDA, time with CUDA
-    events (``run_benchmark``) instead.
+    ``repeats``, on ``clock``), and ``aten_ops`` from one ``torch.profiler`` run. On CUDA: ``profile_device_step``'s
+    report (GPU time by kind, host time beside GPU time); the kernel stays float32, as a layer's does.
     """
     device = torch.device(device)
-    if device.type != "cpu":
-        raise ValueError("profile_operator profiles CPU work; on a GPU use run_benchmark (CUDA events).")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"profile_operator profiles a CPU or a CUDA device, not {device.type!r}.")
+    if device.type == "cuda":
+        return _profile_cuda(d_out, d_in, block_size, tokens, repeats, dtype, device, scale)
     if clock not in CLOCKS:
         raise ValueError(f"clock={clock!r} is not one of {tuple(CLOCKS)}.")
     if d_in % block_size or d_out % block_size:
@@ -207,3 +271,21 @@ def profile_operator(
         "backward": _median_phase([r["backward"] for r in runs]),
         "aten_ops": _aten_ops(step),
     }
+
+
+def _profile_cuda(d_out, d_in, block_size, tokens, repeats, dtype, device, scale) -> dict:
+    if d_in % block_size or d_out % block_size:
+        raise ValueError(f"block size {block_size} does not divide {d_out}x{d_in}.")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, d_in, generator=generator).to(device, dtype).requires_grad_(True)
+    kernel_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    kernel = torch.randn(d_out // block_size, d_in // block_size, block_size, generator=generator)
+    kernel = kernel.to(device, kernel_dtype).requires_grad_(True)
+    grad_out = torch.randn(tokens, d_out, generator=generator).to(device, dtype)
+    scale = 1.0 / d_in if scale is None else scale
+
+    def step():
+        torch.autograd.grad(block_circulant_matmul(x, kernel, path="fft", scale=scale), (x, kernel), grad_out)
+
+    where = {"d_out": d_out, "d_in": d_in, "block_size": block_size, "tokens": tokens}
+    return {**where, "dtype": str(dtype).replace("torch.", ""), **profile_device_step(step, device, repeats)}

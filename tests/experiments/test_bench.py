@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -71,37 +72,109 @@ def test_cli_without_out_writes_to_scratch_not_to_the_tracked_results(tmp_path, 
     assert f"wrote {Path('runs', 'bench', written[0].name)}" in capsys.readouterr().out
 
 
+def _usage_error(args, capsys) -> str:
+    """Run the command line expecting a usage error: exit status 2 and exactly one line on stderr, which is returned."""
+    with pytest.raises(SystemExit) as exc:
+        bench_cli.main(args)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
 def test_an_existing_file_is_replaced_only_with_force(tmp_path, capsys):
     out = tmp_path / "kept.json"
     out.write_text("precious")
     args = ["--tiny", "--repeats", "1", "--warmup", "0", "--methods", "c3a-b16", "--out", str(out)]
-    with pytest.raises(SystemExit, match="kept.json already exists: not overwriting it. Pass --force"):
-        bench_cli.main(args)
+    assert "kept.json already exists: not overwriting it. Pass --force" in _usage_error(args, capsys)
     assert out.read_text() == "precious" and not (tmp_path / "kept.png").exists()
     bench_cli.main([*args, "--force"])
     assert bench.load_results(out)["format"] == bench.FORMAT
     plot = tmp_path / "kept.png"
-    with pytest.raises(SystemExit, match="kept.png already exists"):
-        bench_cli.main(["--show", str(out), "--plot", str(plot)])
+    capsys.readouterr()
+    assert "kept.png already exists" in _usage_error(["--show", str(out), "--plot", str(plot)], capsys)
 
 
 @pytest.mark.parametrize("text", ['{"format": "c3a_tutorial.bench", "results": [', "not json at all", ""])
 def test_show_on_a_broken_file_names_it_and_how_to_regenerate(tmp_path, text, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text(text)
-    with pytest.raises(SystemExit) as exc:
-        bench_cli.main(["--show", str(broken)])
-    message = str(exc.value)
+    message = _usage_error(["--show", str(broken)], capsys)
     assert str(broken) in message and "truncated or not JSON" in message
     assert "python -m c3a_tutorial.bench --out" in message and "JSONDecodeError" not in message
+    assert "--force" not in message  # not recognisably ours: never advise overwriting it
     with pytest.raises(ValueError, match="broken.json"):
         bench.load_results(broken)
-    with pytest.raises(SystemExit, match="does not exist"):
-        bench_cli.main(["--show", str(tmp_path / "missing.json")])
+    assert "does not exist" in _usage_error(["--show", str(tmp_path / "missing.json")], capsys)
     incomplete = tmp_path / "incomplete.json"
     incomplete.write_text('{"format": "c3a_tutorial.bench"}')
-    with pytest.raises(SystemExit, match="incomplete.json' lacks machine, versions, config, results"):
-        bench_cli.main(["--show", str(incomplete)])
+    message = _usage_error(["--show", str(incomplete)], capsys)
+    assert "incomplete.json' lacks machine, versions, config, results" in message and "--force" in message
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+# Every bad input of issue #18 (and a few more), one row each: arguments (with {tmp} for the test's folder), a
+# fragment of the one-line message. Each must exit with status 2, print one line, and change nothing on disk.
+BAD_INPUTS = [
+    (["--show", "."], "is a folder, not a benchmark result file"),
+    (["--show", "{tmp}/other.json"], "not a c3a_tutorial benchmark result"),
+    (["--show", "{tmp}/bench_ok.json", "--plot", "{tmp}/other.json/x.png"], "is a file, so no folder"),
+    (["--out", "{tmp}/readonly/b.json"], "is not writable"),
+    (["--out", "{tmp}/ok.json", "--plot", "{tmp}/readonly/b.png"], "is not writable"),
+    (["--out", "{tmp}/other.json/b.json"], "is a file, so no folder can be made there"),
+    (["--out", "{tmp}/new.json", "--plot", "{tmp}/other.json/b.png"], "is a file, so no folder"),  # no JSON left
+    (["--out", "{tmp}"], "is a folder: give a file name"),
+    (["--shapes", "0x0"], "both sides of a layer need at least one feature"),
+    (["--shapes", "7x7"], "c3a-b16 on 7x7, peft-c3a-b16 on 7x7: the size does not fit"),
+    (["--shapes", "64"], "is not a shape: write d_outxd_in"),
+    (["--tokens", "-5"], "-5 is below 1"),
+    (["--tokens", "0"], "0 is below 1"),
+    (["--tokens", "many"], "'many' is not a whole number"),
+    (["--methods", "lora-r0"], "its rank must be at least 1"),
+    (["--methods", "c3a-b7"], "c3a-b7 on 64x64, c3a-b7 on 128x64: the size does not fit"),
+    (["--methods", "c3a-b0"], "its block size must be at least 1"),
+    (["--methods", "dora-r4"], "Unknown method 'dora-r4'"),
+    (["--methods", "lora-r100"], "lora-r100 on 64x64"),
+    (["--repeats", "0"], "0 is below 1"),
+    (["--repeats", "-1"], "-1 is below 1"),
+    (["--warmup", "-1"], "-1 is below 0"),
+    (["--threads", "-1"], "-1 is below 1"),
+    (["--threads", "0"], "0 is below 1"),
+    (["--profile-repeats", "0"], "0 is below 1"),
+    (["--time-budget", "-3"], "not a positive number of seconds"),
+    (["--device", "tpu"], "--device tpu"),
+    (["--dtype", "int8"], "invalid choice: 'int8'"),
+]
+if not torch.cuda.is_available():
+    BAD_INPUTS += [
+        (["--device", "cuda"], "--device cuda: Device 'cuda' was asked for but is not available here"),
+        (["--device", "cuda", "--timer", "cpu"], "--device cuda"),
+    ]
+
+
+@pytest.mark.parametrize("args, fragment", BAD_INPUTS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_every_bad_input_is_one_line_exit_2_and_nothing_changes(args, fragment, tmp_path, capsys, monkeypatch):
+    (tmp_path / "other.json").write_text('{"mine": "not a benchmark"}')
+    bench.save_results({"format": bench.FORMAT, "machine": {}, "versions": {}, "config": {}, "results": []},
+                       tmp_path / "bench_ok.json")  # fmt: skip
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    monkeypatch.chdir(tmp_path)
+    if os.access(readonly, os.W_OK) and any("readonly" in a for a in args):
+        pytest.skip("running as a user who can write anywhere (root): an unwritable folder cannot be made")
+    before = _tree(tmp_path)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    message = _usage_error(["--tiny", "--repeats", "1", "--warmup", "0", *args], capsys)
+    assert message.startswith("python -m c3a_tutorial.bench: error: ")
+    assert fragment in message
+    assert _tree(tmp_path) == before  # nothing written, nothing replaced
+    assert not (tmp_path / "runs").exists()
 
 
 def test_targets_are_computed_from_rows_and_kept_out_of_results():

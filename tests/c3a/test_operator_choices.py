@@ -1,0 +1,95 @@
+"""The FFT path's per-device choices (chunks, threads, GEMM form, output copy): each combination, on the CPU, equal to
+the dense product in float64, and the thread sharing leaves torch's settings as it found them."""
+
+import pytest
+import torch
+
+from c3a_tutorial import block_circulant, block_circulant_matmul
+from c3a_tutorial.c3a import block_circulant as bc
+
+PRESETS = {"cpu": bc.CPU_CHOICES, "gpu": bc.GPU_CHOICES, "before-gpu": bc.BEFORE_GPU_CHOICES}
+# (d_out // b, d_in // b, b): narrow and wide outputs, forward and backward, odd and even b.
+SHAPES = [(9, 2, 4), (2, 9, 3), (3, 3, 5), (8, 8, 2)]
+
+
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def _check_against_dense(shape, tokens=21, scale=0.3):
+    m, n, b = shape
+    kernel = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(tokens, n * b, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(tokens, m * b, dtype=torch.float64)
+    out = block_circulant_matmul(x, kernel, scale=scale)
+    dense = scale * (x @ block_circulant(kernel).T)
+    torch.testing.assert_close(out, dense, atol=1e-11, rtol=0)
+    got_grads, want_grads = torch.autograd.grad(out, (x, kernel), g), torch.autograd.grad(dense, (x, kernel), g)
+    for got, want in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=0)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_equals_dense_in_small_chunks_on_two_threads(preset, shape, monkeypatch, two_threads):
+    monkeypatch.setattr(bc, "_CHUNK_BYTES", 1)  # chunks of 8 rows where the preset chunks: 3 chunks, the last partial
+    with bc.use_choices("cpu", PRESETS[preset]):
+        assert bc.choices_for(torch.device("cpu")) == PRESETS[preset]
+        _check_against_dense(shape)
+    assert bc.choices_for(torch.device("cpu")) == bc.CPU_CHOICES
+    assert torch.get_num_threads() == 2  # restored after every call
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_gradcheck_each_preset(preset):
+    kernel = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 15, dtype=torch.float64, requires_grad=True)
+    with bc.use_choices("cpu", PRESETS[preset]):
+        assert torch.autograd.gradcheck(lambda x, k: block_circulant_matmul(x, k, scale=0.5), (x, kernel))
+
+
+def test_gpu_choices_return_the_inputs_dtype_without_a_copy():
+    kernel = torch.randn(2, 2, 8)
+    x = torch.randn(5, 16, dtype=torch.bfloat16)
+    expected = (x.double() @ block_circulant(kernel.double()).T).float()
+    with bc.use_choices("cpu", bc.GPU_CHOICES):
+        out = block_circulant_matmul(x, kernel)
+    assert out.dtype == torch.bfloat16 and out.shape == (5, 16)
+    torch.testing.assert_close(out.float(), expected, atol=0.05 * expected.abs().max().item(), rtol=0.02)
+
+
+def test_plan_shares_chunks_among_threads_only_where_asked(monkeypatch, two_threads):
+    cpu = torch.device("cpu")
+    plan = bc._plan(4096, 768, 768, torch.float32, cpu)
+    assert plan.threads == 2 and plan.rows == bc._chunk_rows(768, 768, torch.float32, cpu)
+    assert plan.chunks[0] == (0, plan.rows) and plan.chunks[-1][1] == 4096
+    # Few tokens: chunks shrink so that every thread gets one (at least 8 rows each).
+    small = bc._plan(40, 768, 768, torch.float32, cpu)
+    assert small.threads == 2 and small.rows == 20 and small.chunks == [(0, 20), (20, 40)]
+    assert bc._plan(8, 768, 768, torch.float32, cpu).threads == 1
+    # Not while backward is itself being differentiated, not with the thread choice off, not off the CPU.
+    assert bc._plan(4096, 768, 768, torch.float32, cpu, parallel=False).threads == 1
+    with bc.use_choices("cpu", bc.CPU_CHOICES._replace(threads=False)):
+        assert bc._plan(4096, 768, 768, torch.float32, cpu).threads == 1
+    meta = bc._plan(4096, 768, 768, torch.float32, torch.device("meta"))
+    assert meta.threads == 1 and meta.chunks == [(0, 4096)]
+
+
+def test_a_failing_worker_raises_and_restores_the_thread_count(two_threads):
+    plan = bc._Plan(rows=8, chunks=[(0, 8), (8, 16), (16, 24)], threads=2)
+    seen = []
+
+    def work(chunks):
+        seen.append((chunks, torch.get_num_threads(), torch.is_grad_enabled()))
+        if (8, 16) in chunks:
+            raise RuntimeError("chunk failed")
+
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        bc._run(plan, work)
+    assert torch.get_num_threads() == 2
+    assert sorted(c for chunks, _, _ in seen for c in chunks) == plan.chunks
+    assert all(threads == 1 and not grad for _, threads, grad in seen)  # single-threaded, never recorded
