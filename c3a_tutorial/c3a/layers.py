@@ -18,6 +18,7 @@ The base layer is an ``nn.Linear`` (weight ``d_out × d_in``, ``y = x Wᵀ + b``
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 
@@ -55,6 +56,12 @@ def base_features(module: nn.Module) -> tuple[int, int]:
         d_in, d_out = module.weight.shape
         return int(d_in), int(d_out)
     return module.in_features, module.out_features
+
+
+def check_positive_number(name: str, value) -> None:
+    """A ``ValueError`` unless ``value`` is a finite number above zero (nan, inf, 0 and negatives are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
 
 
 def check_supported_base(cls: type, base_layer: nn.Module, name: str) -> None:
@@ -172,6 +179,8 @@ class C3ALinear(AdapterLinear):
         check_block_size(*base_features(base_layer), block_size, layer=name)
         if init_weights not in C3A_INITS:
             raise ValueError(f"init_weights={init_weights!r} is not one of {C3A_INITS}.")
+        if scale is not None:  # nan, inf, 0 or a negative scale would give a ΔW that is nonsense, silently
+            check_positive_number("scale", scale)
         super().__init__(base_layer, name=name)
         self.block_size = int(block_size)
         self.scale = 1.0 / self.in_features if scale is None else float(scale)
@@ -242,6 +251,14 @@ class LoRALinear(AdapterLinear):
     ):
         check_supported_base(type(self), base_layer, name)
         check_positive_int(rank=rank)
+        d_in, d_out = base_features(base_layer)
+        if rank > min(d_in, d_out):  # more parameters, no more rank: B A has rank <= min(d_in, d_out)
+            raise ValueError(
+                f"rank={rank} is larger than {name} allows (in_features={d_in}, out_features={d_out}): "
+                f"ΔW = B A has rank ≤ {min(d_in, d_out)}, so choose rank ≤ {min(d_in, d_out)}."
+            )
+        if alpha is not None:  # alpha=0 would keep ΔW at zero for ever
+            check_positive_number("alpha", alpha)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         super().__init__(base_layer, name=name)
