@@ -7,6 +7,10 @@ match the whole name.
 ``add_adapters`` records on the model which parameters outside the adapters it made trainable (e.g. a
 classification head). ``save_adapter`` saves what that record names, whatever their ``requires_grad``
 is at the time, so freezing the head for inference does not drop it from the next save.
+
+A transformers model with adapters refuses ``save_pretrained`` until ``merge_and_unload`` (or ``unload``):
+its checkpoint would hold ``query.base_layer.weight`` and ``query.kernel``, which a plain ``from_pretrained``
+does not read (it re-initialises those layers at random and only warns).
 """
 
 from __future__ import annotations
@@ -99,6 +103,15 @@ def _find_targets(model: nn.Module, target_modules, existing: dict) -> list[tupl
     return targets
 
 
+def _check_layers_fit(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
+    """Build every adapter once on the meta device: a setting that does not fit one layer fails here, before
+    any layer is touched (building the real adapter freezes its base layer)."""
+    layer_class = get_method(method).layer_class
+    for name, module in targets:
+        d_in, d_out = base_features(module)
+        layer_class(nn.Linear(d_in, d_out, device="meta"), name=name, **layer_kwargs)
+
+
 def _check_layer_kwargs(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
     """A ``ValueError`` saying what to pass when a setting is missing or unknown (not a raw ``TypeError``)."""
     spec = get_method(method)
@@ -177,7 +190,7 @@ def add_adapters(
     targets = _find_targets(model, target_modules, existing)
     _check_layer_kwargs(method, targets, layer_kwargs)
     trainable = _find_trainable(model, trainable_modules)
-    # Build every adapter before changing anything, so a bad argument leaves the model as it was.
+    _check_layers_fit(method, targets, layer_kwargs)
     wrapped = {name: spec.layer_class(module, name=name, **layer_kwargs) for name, module in targets}
     recorded = set(recorded_trainable(model) or ())
     recorded_ids = {id(p) for n, p in model.named_parameters() if n in recorded}
@@ -195,7 +208,34 @@ def add_adapters(
     layers = adapter_layers(model)
     kept = [n for n, p in model.named_parameters() if id(p) in recorded_ids and not _in_adapter_weights(n, layers)]
     record_trainable(model, kept)
+    _guard_save_pretrained(model)
     return model
+
+
+class RefuseSavePretrained:
+    """Stands in for ``save_pretrained`` on a transformers model with adapters, and says what to do instead.
+
+    A class rather than a closure, so that ``copy.deepcopy`` and ``torch.save`` of the model keep it.
+    """
+
+    def __init__(self, methods: list[str]):
+        self.methods = methods
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError(
+            f"This model has {' and '.join(self.methods)} adapters: save_pretrained would write "
+            "'…query.base_layer.weight' and '…query.kernel', which from_pretrained does not read (it would "
+            "re-initialise the adapted layers at random). Save a plain model with "
+            "merge_and_unload(model).save_pretrained(directory), the adapter alone with "
+            "save_adapter(model, 'adapter.safetensors'), or a PEFT adapter directory with "
+            "export_to_peft(model, directory). Nothing was written."
+        )
+
+
+def _guard_save_pretrained(model: nn.Module) -> None:
+    if hasattr(type(model), "save_pretrained"):  # transformers models (and anything else that has one)
+        methods = sorted({layer.method for layer in adapter_layers(model).values()})
+        object.__setattr__(model, "save_pretrained", RefuseSavePretrained(methods))
 
 
 def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -> bool:
@@ -253,6 +293,8 @@ def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
         _set_submodule(model, name, layer.base_layer)
     if recorded_trainable(model) is not None:
         object.__delattr__(model, RECORD_ATTRIBUTE)
+    if isinstance(model.__dict__.get("save_pretrained"), RefuseSavePretrained):
+        object.__delattr__(model, "save_pretrained")  # a plain model again: the class's own save_pretrained
     return model
 
 

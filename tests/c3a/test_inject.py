@@ -304,3 +304,62 @@ def test_merged_tiny_bert_round_trips_through_save_pretrained(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"]
     with torch.no_grad():
         torch.testing.assert_close(plain.eval()(ids).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_a_regex_must_match_the_whole_name():
+    """Issue #18: r"1" must wrap layer 1 only, not 10 and 11 (a prefix match would)."""
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(12)])
+    add_adapters(model, "lora", r"1", trainable_modules=r"0", rank=2)
+    assert sorted(adapter_layers(model)) == ["1"]
+    assert [n for n, p in model.named_parameters() if p.requires_grad and "lora" not in n] == ["0.weight", "0.bias"]
+
+
+class _GroupedQueryAttention(torch.nn.Module):
+    """As in Llama with grouped-query attention: q is d x d, v is d x d/2."""
+
+    def __init__(self, d: int = 16):
+        super().__init__()
+        self.q_proj, self.v_proj = torch.nn.Linear(d, d), torch.nn.Linear(d, d // 2)
+        self.classifier = torch.nn.Linear(d, 2)
+
+
+def test_a_failed_add_adapters_leaves_every_layer_as_it_was():
+    """Issue #18: b=16 fits q (16x16) but not v (8x16). Building q's adapter froze q before v failed, so the
+    failed call left q frozen although the docs say the model is left as it was."""
+    model = _GroupedQueryAttention()
+    before = {n: (p.requires_grad, p.detach().clone()) for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"block_size=16 does not divide v_proj"):
+        add_adapters(model, "c3a", ["q_proj", "v_proj"], trainable_modules=["classifier"], block_size=16)
+    after = {n: (p.requires_grad, p.detach()) for n, p in model.named_parameters()}
+    assert set(after) == set(before) and not adapter_layers(model)
+    for name, (grad, value) in before.items():
+        assert after[name][0] == grad, name
+        torch.testing.assert_close(after[name][1], value, atol=0, rtol=0)
+    # A second call that fails after a first that worked keeps the first call's state too.
+    add_adapters(model, "c3a", ["q_proj"], trainable_modules=["classifier"], block_size=16)
+    state = {n: p.requires_grad for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="rank=9 is larger than"):
+        add_adapters(model, "lora", ["v_proj"], rank=9)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == state and len(adapter_layers(model)) == 1
+
+
+def test_save_pretrained_of_an_adapted_model_is_refused_until_merged(tmp_path):
+    """Issue #18: save_pretrained before merging wrote query.base_layer.weight + query.kernel, and a plain
+    from_pretrained re-initialised query/value at random. Refused, pointing to what works; nothing written."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    model = transformers.BertForSequenceClassification(config).eval()
+    add_adapters(model, "c3a", ["query", "value"], block_size=8, trainable_modules=["classifier"])
+    with pytest.raises(ValueError, match=r"has c3a adapters.*merge_and_unload\(model\)\.save_pretrained.*save_adapter"):
+        model.save_pretrained(tmp_path / "checkpoint")
+    assert not (tmp_path / "checkpoint").exists()
+    copied = copy.deepcopy(model)  # the refusal travels with a copy, and a pickle, of the adapted model
+    with pytest.raises(ValueError, match="merge_and_unload"):
+        copied.save_pretrained(tmp_path / "checkpoint")
+    torch.save(model, tmp_path / "whole.pt")
+    merge_and_unload(model).save_pretrained(tmp_path / "merged")
+    unload(copied).save_pretrained(tmp_path / "unloaded")
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    assert (tmp_path / "unloaded" / "model.safetensors").is_file()
