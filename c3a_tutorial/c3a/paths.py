@@ -66,8 +66,10 @@ def output_problem(path: str | os.PathLike, kind: str = "file", create_parents: 
     return None
 
 
-def check_output(path: str | os.PathLike, kind: str = "file", what: str = "the output") -> None:
+def check_output(
+    path: str | os.PathLike, kind: str = "file", what: str = "the output", create_parents: bool = False
+) -> None:
     """A ``ValueError`` that names ``what`` and the path when ``output_problem`` finds one."""
-    problem = output_problem(path, kind)
+    problem = output_problem(path, kind, create_parents)
     if problem:
         raise ValueError(f"Cannot save {what} to {os.fspath(path)!r}: {problem}. Nothing was written.")
