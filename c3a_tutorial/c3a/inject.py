@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from torch import nn
 
 from .layers import SUPPORTED_BASE_LAYERS, AdapterLinear, base_features, is_supported_base
+from .layers import check_positive_number as check_positive_finite
 from .methods import get_method
 
 # The attribute of the model that lists the trainable parameters outside the adapters, by name.
@@ -242,6 +243,53 @@ def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -
     # An adapter's own weights (kernel, lora_A, ...) are saved as adapter weights, not through the record.
     name = parameter_name
     return any(name.startswith(n + ".") and not name.startswith(n + ".base_layer.") for n in layers)
+
+
+def adapter_parameter_groups(
+    model: nn.Module, lr: float, head_lr: float | None = None, eps: float = 1e-8
+) -> list[dict]:
+    """AdamW parameter groups for a model with adapters, with the ε that makes the learning-rate rule exact.
+
+    A C3A layer's ``ΔW = scale · C(w)``, so its kernel's gradient carries ``scale`` too (about 2e-7 at the
+    default ``1/d_in`` on MiniLM): Adam's step ``m / (√v + ε)`` then depends on ε, and scale ``s`` at lr ``η``
+    is *not* scale 1 at ``s·η``. With ``ε = s · eps`` it is, exactly (numerator and denominator both carry
+    ``s``). So each C3A scale gets its own group with ``eps = scale · eps``; LoRA layers and every other
+    trainable parameter (the head, which needs its own, LoRA-like ``head_lr``) keep ``eps``. Weight decay
+    is 0 in every group: decoupled decay would shrink ``w`` at a rate set by ``lr`` alone, which breaks the
+    rule. Only parameters with ``requires_grad`` are included.
+
+        optimizer = torch.optim.AdamW(adapter_parameter_groups(model, lr=3.0, head_lr=3e-3))
+
+    Each group has a ``"name"`` (``"c3a scale=0.0026"``, ``"lora"``, ``"other"``) for logs.
+    """
+    check_positive_finite("lr", lr)
+    check_positive_finite("eps", eps)
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("The model has no adapters: call add_adapters first.")
+    groups: dict[tuple, dict] = {}
+    in_adapters = set()
+    for layer in layers.values():
+        own = [p for n, p in layer.named_parameters() if not n.startswith("base_layer.") and p.requires_grad]
+        in_adapters.update(id(p) for p in layer.parameters())
+        c3a = layer.method == "c3a"
+        key = (layer.method, layer.scale if c3a else None)
+        name = f"c3a scale={layer.scale:.3g}" if c3a else layer.method
+        group = groups.setdefault(
+            key, {"params": [], "lr": lr, "eps": eps * layer.scale if c3a else eps, "weight_decay": 0.0, "name": name}
+        )
+        group["params"] += own
+    other = [p for p in model.parameters() if p.requires_grad and id(p) not in in_adapters]
+    if other:
+        if head_lr is None:
+            raise ValueError(
+                f"{len(other)} trainable parameter tensor(s) outside the adapters (e.g. a classification head): "
+                "pass head_lr, a LoRA-like learning rate for them (the adapter lr of C3A's default scale would "
+                "blow them up)."
+            )
+        check_positive_finite("head_lr", head_lr)
+        groups[("other", None)] = {"params": other, "lr": head_lr, "eps": eps, "weight_decay": 0.0, "name": "other"}
+    return [g for g in groups.values() if g["params"]]
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:

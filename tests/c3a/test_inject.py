@@ -363,3 +363,57 @@ def test_save_pretrained_of_an_adapted_model_is_refused_until_merged(tmp_path):
     unload(copied).save_pretrained(tmp_path / "unloaded")
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     assert (tmp_path / "unloaded" / "model.safetensors").is_file()
+
+
+def _adam_path(scale, lr, groups: bool, steps=8):
+    """ΔW after each AdamW step (eps 1e-8, the CLI's) of a float64 C3A layer whose gradients are as small as
+    C3A's kernel gradients on MiniLM (about 1e-7 at the default scale)."""
+    from c3a_tutorial.c3a.inject import adapter_parameter_groups
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 24).double())
+    x, target = torch.randn(64, 16, dtype=torch.float64), torch.randn(64, 24, dtype=torch.float64)
+    add_adapters(model, "c3a", ["0"], block_size=4, scale=scale)
+    params = adapter_parameter_groups(model, lr=lr) if groups else [{"params": [model[0].kernel], "lr": lr}]
+    optimizer = torch.optim.AdamW(params, eps=1e-8, weight_decay=0.0)
+    path = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (1e-5 * ((model(x) - target) ** 2).mean()).backward()
+        optimizer.step()
+        path.append(model[0].delta_weight().detach().clone())
+    return torch.stack(path)
+
+
+def test_adapter_parameter_groups_make_the_learning_rate_rule_exact():
+    """Scale s at lr η trains like scale 1 at lr s·η only when Adam's ε carries s too."""
+    s, lr = 1 / 16, 0.5
+    default = _adam_path(None, lr, groups=True)
+    unit = _adam_path(1.0, s * lr, groups=True)
+    assert default.abs().max() > 1e-3
+    torch.testing.assert_close(default, unit, atol=1e-12, rtol=1e-9)
+    # One ε for both (what a plain AdamW(model.parameters()) does) gives paths that differ visibly.
+    plain_default, plain_unit = _adam_path(None, lr, groups=False), _adam_path(1.0, s * lr, groups=False)
+    assert ((plain_default - plain_unit).norm() / plain_unit.norm()) > 0.05
+
+
+def test_adapter_parameter_groups_split_adapters_and_head(tiny_model):
+    from c3a_tutorial.c3a.inject import adapter_parameter_groups
+
+    add_adapters(tiny_model, "c3a", ["query", "up"], trainable_modules=["classifier"], block_size=4)
+    with pytest.raises(ValueError, match="pass head_lr"):
+        adapter_parameter_groups(tiny_model, lr=3.0)
+    groups = {g["name"]: g for g in adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3, eps=1e-8)}
+    assert set(groups) == {"c3a scale=0.0833", "other"}  # query and up both have d_in = 12
+    assert groups["c3a scale=0.0833"]["eps"] == pytest.approx(1e-8 / 12) and groups["other"]["eps"] == 1e-8
+    assert groups["other"]["lr"] == 3e-3 and {g["weight_decay"] for g in groups.values()} == {0.0}
+    head = tiny_model.classifier
+    assert {id(p) for p in groups["other"]["params"]} == {id(head.weight), id(head.bias)}
+    assert len(groups["c3a scale=0.0833"]["params"]) == 4  # query and up in both blocks: four kernels
+    trainable = {id(p) for p in tiny_model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups.values() for p in g["params"]} == trainable
+    add_adapters(tiny_model, "lora", ["down"], rank=2)  # d_in 24: LoRA keeps eps
+    groups = {g["name"]: g for g in adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3)}
+    assert groups["lora"]["eps"] == 1e-8 and len(groups["lora"]["params"]) == 4
+    with pytest.raises(ValueError, match="eps must be a positive finite number"):
+        adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3, eps=0.0)
