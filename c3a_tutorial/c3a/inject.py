@@ -175,10 +175,10 @@ def add_adapters(
             ``scale``, ``init_weights``. ``"lora"``: ``rank`` (required), ``alpha``, ``dropout``.
 
     Learning rate (C3A): C3A's default ``scale = 1 / d_in`` divides the update, and with Adam, no weight
-    decay and the zero init, scale ``s`` at learning rate ``η`` trains exactly like scale ``1`` at
-    ``s · η``. So give C3A ``lr ≈ d_in × (a LoRA-like lr)`` (``lr=3.0`` at ``d_in = 384`` is an effective
-    ``≈ 7.8e-3``), or pass ``scale=1.0`` and use a LoRA-like lr. A typical transformers lr (1e-4) at the
-    default scale trains next to nothing. See ``C3ALinear``.
+    decay, the zero init and Adam's ``ε`` scaled with the scale (``adapter_parameter_groups``), scale ``s`` at
+    learning rate ``η`` trains exactly like scale ``1`` at ``s · η``. So give C3A ``lr ≈ d_in × (a LoRA-like
+    lr)`` (``lr=3.0`` at ``d_in = 384`` is an effective ``≈ 7.8e-3``), or pass ``scale=1.0`` and use a LoRA-like
+    lr. A typical transformers lr (1e-4) at the default scale trains next to nothing. See ``C3ALinear``.
 
     Everything is checked before anything changes: on an error the model is left as it was.
     """

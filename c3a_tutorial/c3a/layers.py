@@ -157,12 +157,14 @@ class C3ALinear(AdapterLinear):
             ``"gaussian"``, ``"xavier_uniform"`` or ``"kaiming_uniform"`` (fans of the full layer).
         name: used in error messages.
 
-    Learning rate: with Adam (or AdamW without weight decay) and the zero init, training with scale
-    ``s`` and learning rate ``η`` follows the same path as scale ``1`` with learning rate ``s · η``
-    (Adam's step does not depend on the gradient's size, up to its ``ε``; ``tests/c3a/test_layers.py``
-    checks it). So the default scale ``1 / d_in`` needs ``lr ≈ d_in × (the lr you would give LoRA)``:
-    ``lr=3.0`` at ``d_in = 384`` is an effective ``3.0 / 384 ≈ 7.8e-3``. To use an ordinary LoRA-like
-    learning rate instead, pass ``scale=1.0``; the result exports to PEFT all the same.
+    Learning rate: with Adam (AdamW, weight decay 0) and the zero init, training with scale ``s`` and
+    learning rate ``η`` follows the same path as scale ``1`` with learning rate ``s · η``, exactly when
+    Adam's ``ε`` is scaled by ``s`` too (the kernel's gradient carries ``s``; ``adapter_parameter_groups``
+    builds such groups, ``tests/c3a/test_inject.py`` checks it). With one ``ε`` for every scale it holds only
+    roughly, as C3A's kernel gradients are tiny at the default scale. So the default scale ``1 / d_in`` needs
+    ``lr ≈ d_in × (the lr you would give LoRA)``: ``lr=3.0`` at ``d_in = 384`` is an effective
+    ``3.0 / 384 ≈ 7.8e-3``. To use an ordinary LoRA-like learning rate instead, pass ``scale=1.0``; the
+    result exports to PEFT all the same.
     """
 
     method = "c3a"
