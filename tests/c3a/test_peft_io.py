@@ -276,3 +276,15 @@ def test_an_unknown_task_type_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"task_type='NOPE' is not a PEFT task type; choose one of .*'SEQ_CLS'"):
         export_to_peft(model, tmp_path / "out", task_type="NOPE")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_where_no_directory_can_be_written_is_one_clear_error(tmp_path):
+    model, _ = adapted_bert("lora", rank=2)
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(ValueError, match=r"Cannot save the PEFT adapter to .*: .*file is a file, not a directory"):
+        export_to_peft(model, tmp_path / "file" / "peft")
+    with pytest.raises(ValueError, match=r"Cannot save the PEFT adapter to .*: it is a file, and a directory is"):
+        export_to_peft(model, tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "a file"
+    export_to_peft(model, tmp_path / "new" / "peft")  # missing folders are created, as PEFT's save_pretrained does
+    assert (tmp_path / "new" / "peft" / "adapter_config.json").is_file()
