@@ -9,8 +9,8 @@ import torch
 from c3a_tutorial import adapter_layers, adapter_state_dict, add_adapters, load_adapter, save_adapter
 from c3a_tutorial.c3a import adapter_file
 
+from ..bad_input import unwritable_directory
 from ..conftest import TinyModel
-from ..unwritable import unwritable_directory
 
 SUFFIXES = [".safetensors", ".pt"]
 

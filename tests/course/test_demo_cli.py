@@ -5,6 +5,8 @@ import pytest
 
 from c3a_tutorial.course import demo
 
+from ..bad_input import assert_usage_error
+
 BAD_INPUTS = [  # (argv, what the one-line error must say)
     (["--dim", "0"], "argument --dim: must be positive, got 0"),
     (["--dim", "-4"], "argument --dim: must be positive, got -4"),
@@ -29,13 +31,7 @@ def test_bad_input_is_one_line_exit_status_2_and_nothing_done(tmp_path, monkeypa
     for name in ("fit_update", "best_c3a_fit", "best_lora_fit", "make_target"):
         monkeypatch.setattr(demo, name, never)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        demo.main(argv)
-    captured = capsys.readouterr()
-    assert exit_info.value.code == 2
-    last = captured.err.strip().splitlines()[-1]
-    assert last.startswith("python -m c3a_tutorial.demo: error: ") and fragment in last, captured.err
-    assert "Traceback" not in captured.err and captured.out == ""
+    assert_usage_error(demo.main, argv, "python -m c3a_tutorial.demo", fragment, tmp_path, capsys)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,11 +10,7 @@ import pytest
 
 from c3a_tutorial.tools import colab
 
-from ..unwritable import unwritable_directory
-
-
-def _tree(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+from ..bad_input import assert_usage_error, unwritable_directory
 
 
 def _notebook(t: Path, name: str = "07_new.ipynb", title: bool = True) -> str:
@@ -54,16 +50,7 @@ BAD_INPUTS = [  # (id, argv from the temporary folder, what the error must say)
 
 @pytest.mark.parametrize("make_argv, fragment", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_one_line_exit_status_2_and_nothing_changed(tmp_path, capsys, make_argv, fragment):
-    argv = make_argv(tmp_path)
-    before = _tree(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        colab.main(argv)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("python -m c3a_tutorial.colab: error: ") and fragment in last, err
-    assert _tree(tmp_path) == before
+    assert_usage_error(colab.main, make_argv(tmp_path), "python -m c3a_tutorial.colab", fragment, tmp_path, capsys)
 
 
 def test_help_is_help_not_a_file_name(capsys):
