@@ -44,6 +44,7 @@ from .c3a.counting import (
 )
 from .c3a.inject import (
     adapter_layers,
+    adapter_parameter_groups,
     add_adapters,
     format_trainable_parameters,
     merge_adapters,
@@ -88,6 +89,7 @@ __all__ = [
     "LoRALinear",
     "add_adapters",
     "adapter_layers",
+    "adapter_parameter_groups",
     "trainable_parameters",
     "format_trainable_parameters",
     "print_trainable_parameters",

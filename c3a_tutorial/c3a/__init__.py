@@ -7,7 +7,9 @@ adapter layers → putting them into a model → saving them → carrying them t
     layers.py           C3ALinear and LoRALinear                                        (notebook 04)
     methods.py          the registry: each adapter method declared once
     inject.py           add_adapters, counting, merge / unmerge / merge_and_unload      (notebooks 04-05)
+    paths.py            output paths checked before the work that fills them
     adapter_file.py     save_adapter / load_adapter                                     (notebook 05)
+    peft_formats.py     each method's weights and settings in PEFT's format             (notebook 05)
     peft_io.py          export_to_peft / import_from_peft                               (notebook 05)
 
 Imports run downward only: each file uses the ones above it.

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import uuid
+import warnings
 
 import torch
 from safetensors import safe_open
@@ -27,6 +28,7 @@ from torch import nn
 from .inject import adapter_layers, add_adapters, record_trainable, recorded_trainable, trainable_outside_adapters
 from .layers import base_features, is_supported_base
 from .methods import get_method
+from .paths import check_output
 
 FORMAT_NAME = "c3a_tutorial.adapter"
 FORMAT_VERSION = 1
@@ -107,6 +109,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory: give save_adapter a file name, e.g. 'adapter.safetensors'.")
+    check_output(path, "file", what="the adapter")  # a missing or unwritable folder: one clear line, not deep inside
     state = {k: v.cpu() for k, v in adapter_state_dict(model).items()}
     writer = _write_safetensors if path.endswith(".safetensors") else _write_torch
     _write_atomically(path, writer, state, adapter_metadata(model))
@@ -209,7 +212,38 @@ def _check_tensors(state: dict[str, torch.Tensor], target: dict[str, torch.Tenso
             )
 
 
-def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = True) -> nn.Module:
+def _expected_tensors(metadata: dict, state: dict[str, torch.Tensor]) -> set[str]:
+    """What the file's metadata says it holds: each described adapter's weights and the recorded parameters."""
+    layers = metadata["layers"].items()
+    adapters = {f"{name}.{w}" for name, cfg in layers for w in get_method(cfg["method"]).weight_names}
+    saved = metadata.get("trainable")  # files from before the record: every saved non-adapter tensor
+    return adapters | set(k for k in state if k not in adapters) if saved is None else adapters | set(saved)
+
+
+def _check_complete(path: str, metadata: dict, state: dict[str, torch.Tensor], strict: bool) -> dict:
+    """The tensors to load: all of them, after refusing (``strict``) or warning about missing and extra ones."""
+    expected = _expected_tensors(metadata, state)
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if not missing and not unexpected:
+        return state
+    problems = []
+    if missing:
+        problems.append(f"it is missing {missing}, which its metadata describes")
+    if unexpected:
+        problems.append(f"it holds {unexpected}, which its metadata does not describe")
+    message = f"The adapter file {path!r} is incomplete or was changed after save_adapter wrote it: " + "; ".join(
+        problems
+    )
+    if strict:
+        raise ValueError(
+            f"{message}. The model was not changed. load_adapter(..., strict=False) loads the tensors the file "
+            "describes and has, and leaves the others as they are."
+        )
+    warnings.warn(f"{message}. Loaded the rest; the missing ones are left as they were.", stacklevel=3)
+    return {k: v for k, v in state.items() if k in expected}
+
+
+def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = True, strict: bool = True) -> nn.Module:
     """Load an adapter saved by ``save_adapter`` into ``model``; returns ``model``.
 
     If ``model`` has no adapters yet, they are added first, as the file describes (so a fresh base
@@ -217,11 +251,18 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = Tr
     before anything is changed: on any error the model is left as it was. ``trainable`` sets
     ``requires_grad`` of everything loaded (``False`` for inference); what a later ``save_adapter``
     saves does not depend on it. A PEFT adapter directory is read by ``import_from_peft`` instead.
+
+    ``strict`` (default): a file that lacks a tensor its metadata describes (an adapter's kernel, the head),
+    or holds one it does not describe, is refused, naming them. ``strict=False`` warns instead, loads the
+    described tensors the file has and leaves the missing ones as they are (zero, random, or from an earlier
+    load), as ``load_state_dict(strict=False)`` does.
     """
-    metadata, state = _read_adapter_file(os.fspath(path))
+    path = os.fspath(path)
+    metadata, state = _read_adapter_file(path)
     described = metadata["layers"]
     _check_layers(model, described)
     _check_tensors(state, _parameters_after_load(model, described))
+    state = _check_complete(path, metadata, state, strict)
 
     if not adapter_layers(model):
         for name, cfg in described.items():

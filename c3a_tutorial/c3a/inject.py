@@ -7,6 +7,10 @@ match the whole name.
 ``add_adapters`` records on the model which parameters outside the adapters it made trainable (e.g. a
 classification head). ``save_adapter`` saves what that record names, whatever their ``requires_grad``
 is at the time, so freezing the head for inference does not drop it from the next save.
+
+A transformers model with adapters refuses ``save_pretrained`` until ``merge_and_unload`` (or ``unload``):
+its checkpoint would hold ``query.base_layer.weight`` and ``query.kernel``, which a plain ``from_pretrained``
+does not read (it re-initialises those layers at random and only warns).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 from torch import nn
 
 from .layers import SUPPORTED_BASE_LAYERS, AdapterLinear, base_features, is_supported_base
+from .layers import check_positive_number as check_positive_finite
 from .methods import get_method
 
 # The attribute of the model that lists the trainable parameters outside the adapters, by name.
@@ -99,6 +104,15 @@ def _find_targets(model: nn.Module, target_modules, existing: dict) -> list[tupl
     return targets
 
 
+def _check_layers_fit(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
+    """Build every adapter once on the meta device: a setting that does not fit one layer fails here, before
+    any layer is touched (building the real adapter freezes its base layer)."""
+    layer_class = get_method(method).layer_class
+    for name, module in targets:
+        d_in, d_out = base_features(module)
+        layer_class(nn.Linear(d_in, d_out, device="meta"), name=name, **layer_kwargs)
+
+
 def _check_layer_kwargs(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
     """A ``ValueError`` saying what to pass when a setting is missing or unknown (not a raw ``TypeError``)."""
     spec = get_method(method)
@@ -161,10 +175,10 @@ def add_adapters(
             ``scale``, ``init_weights``. ``"lora"``: ``rank`` (required), ``alpha``, ``dropout``.
 
     Learning rate (C3A): C3A's default ``scale = 1 / d_in`` divides the update, and with Adam, no weight
-    decay and the zero init, scale ``s`` at learning rate ``η`` trains exactly like scale ``1`` at
-    ``s · η``. So give C3A ``lr ≈ d_in × (a LoRA-like lr)`` (``lr=3.0`` at ``d_in = 384`` is an effective
-    ``≈ 7.8e-3``), or pass ``scale=1.0`` and use a LoRA-like lr. A typical transformers lr (1e-4) at the
-    default scale trains next to nothing. See ``C3ALinear``.
+    decay, the zero init and Adam's ``ε`` scaled with the scale (``adapter_parameter_groups``), scale ``s`` at
+    learning rate ``η`` trains exactly like scale ``1`` at ``s · η``. So give C3A ``lr ≈ d_in × (a LoRA-like
+    lr)`` (``lr=3.0`` at ``d_in = 384`` is an effective ``≈ 7.8e-3``), or pass ``scale=1.0`` and use a LoRA-like
+    lr. A typical transformers lr (1e-4) at the default scale trains next to nothing. See ``C3ALinear``.
 
     Everything is checked before anything changes: on an error the model is left as it was.
     """
@@ -177,7 +191,7 @@ def add_adapters(
     targets = _find_targets(model, target_modules, existing)
     _check_layer_kwargs(method, targets, layer_kwargs)
     trainable = _find_trainable(model, trainable_modules)
-    # Build every adapter before changing anything, so a bad argument leaves the model as it was.
+    _check_layers_fit(method, targets, layer_kwargs)
     wrapped = {name: spec.layer_class(module, name=name, **layer_kwargs) for name, module in targets}
     recorded = set(recorded_trainable(model) or ())
     recorded_ids = {id(p) for n, p in model.named_parameters() if n in recorded}
@@ -195,13 +209,87 @@ def add_adapters(
     layers = adapter_layers(model)
     kept = [n for n, p in model.named_parameters() if id(p) in recorded_ids and not _in_adapter_weights(n, layers)]
     record_trainable(model, kept)
+    _guard_save_pretrained(model)
     return model
+
+
+class RefuseSavePretrained:
+    """Stands in for ``save_pretrained`` on a transformers model with adapters, and says what to do instead.
+
+    A class rather than a closure, so that ``copy.deepcopy`` and ``torch.save`` of the model keep it.
+    """
+
+    def __init__(self, methods: list[str]):
+        self.methods = methods
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError(
+            f"This model has {' and '.join(self.methods)} adapters: save_pretrained would write "
+            "'…query.base_layer.weight' and '…query.kernel', which from_pretrained does not read (it would "
+            "re-initialise the adapted layers at random). Save a plain model with "
+            "merge_and_unload(model).save_pretrained(directory), the adapter alone with "
+            "save_adapter(model, 'adapter.safetensors'), or a PEFT adapter directory with "
+            "export_to_peft(model, directory). Nothing was written."
+        )
+
+
+def _guard_save_pretrained(model: nn.Module) -> None:
+    if hasattr(type(model), "save_pretrained"):  # transformers models (and anything else that has one)
+        methods = sorted({layer.method for layer in adapter_layers(model).values()})
+        object.__setattr__(model, "save_pretrained", RefuseSavePretrained(methods))
 
 
 def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -> bool:
     # An adapter's own weights (kernel, lora_A, ...) are saved as adapter weights, not through the record.
     name = parameter_name
     return any(name.startswith(n + ".") and not name.startswith(n + ".base_layer.") for n in layers)
+
+
+def adapter_parameter_groups(
+    model: nn.Module, lr: float, head_lr: float | None = None, eps: float = 1e-8
+) -> list[dict]:
+    """AdamW parameter groups for a model with adapters, with the ε that makes the learning-rate rule exact.
+
+    A C3A layer's ``ΔW = scale · C(w)``, so its kernel's gradient carries ``scale`` too (about 2e-7 at the
+    default ``1/d_in`` on MiniLM): Adam's step ``m / (√v + ε)`` then depends on ε, and scale ``s`` at lr ``η``
+    is *not* scale 1 at ``s·η``. With ``ε = s · eps`` it is, exactly (numerator and denominator both carry
+    ``s``). So each C3A scale gets its own group with ``eps = scale · eps``; LoRA layers and every other
+    trainable parameter (the head, which needs its own, LoRA-like ``head_lr``) keep ``eps``. Weight decay
+    is 0 in every group: decoupled decay would shrink ``w`` at a rate set by ``lr`` alone, which breaks the
+    rule. Only parameters with ``requires_grad`` are included.
+
+        optimizer = torch.optim.AdamW(adapter_parameter_groups(model, lr=3.0, head_lr=3e-3))
+
+    Each group has a ``"name"`` (``"c3a scale=0.0026"``, ``"lora"``, ``"other"``) for logs.
+    """
+    check_positive_finite("lr", lr)
+    check_positive_finite("eps", eps)
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("The model has no adapters: call add_adapters first.")
+    groups: dict[tuple, dict] = {}
+    in_adapters = set()
+    for layer in layers.values():
+        own = [p for n, p in layer.named_parameters() if not n.startswith("base_layer.") and p.requires_grad]
+        in_adapters.update(id(p) for p in layer.parameters())
+        c3a = layer.method == "c3a"
+        key = (layer.method, layer.scale if c3a else None)
+        name = f"c3a scale={layer.scale:.3g}" if c3a else layer.method
+        group = groups.setdefault(
+            key, {"params": [], "lr": lr, "eps": eps * layer.scale if c3a else eps, "weight_decay": 0.0, "name": name}
+        )
+        group["params"] += own
+    other = [p for p in model.parameters() if p.requires_grad and id(p) not in in_adapters]
+    if other:
+        if head_lr is None:
+            raise ValueError(
+                f"{len(other)} trainable parameter tensor(s) outside the adapters (e.g. a classification head): "
+                "pass head_lr, a LoRA-like learning rate for them (the adapter lr of C3A's default scale would "
+                "blow them up)."
+            )
+        check_positive_finite("head_lr", head_lr)
+        groups[("other", None)] = {"params": other, "lr": head_lr, "eps": eps, "weight_decay": 0.0, "name": "other"}
+    return [g for g in groups.values() if g["params"]]
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
@@ -253,6 +341,8 @@ def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
         _set_submodule(model, name, layer.base_layer)
     if recorded_trainable(model) is not None:
         object.__delattr__(model, RECORD_ATTRIBUTE)
+    if isinstance(model.__dict__.get("save_pretrained"), RefuseSavePretrained):
+        object.__delattr__(model, "save_pretrained")  # a plain model again: the class's own save_pretrained
     return model
 
 

@@ -18,6 +18,7 @@ The base layer is an ``nn.Linear`` (weight ``d_out × d_in``, ``y = x Wᵀ + b``
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 
@@ -55,6 +56,12 @@ def base_features(module: nn.Module) -> tuple[int, int]:
         d_in, d_out = module.weight.shape
         return int(d_in), int(d_out)
     return module.in_features, module.out_features
+
+
+def check_positive_number(name: str, value) -> None:
+    """A ``ValueError`` unless ``value`` is a finite number above zero (nan, inf, 0 and negatives are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
 
 
 def check_supported_base(cls: type, base_layer: nn.Module, name: str) -> None:
@@ -150,12 +157,14 @@ class C3ALinear(AdapterLinear):
             ``"gaussian"``, ``"xavier_uniform"`` or ``"kaiming_uniform"`` (fans of the full layer).
         name: used in error messages.
 
-    Learning rate: with Adam (or AdamW without weight decay) and the zero init, training with scale
-    ``s`` and learning rate ``η`` follows the same path as scale ``1`` with learning rate ``s · η``
-    (Adam's step does not depend on the gradient's size, up to its ``ε``; ``tests/c3a/test_layers.py``
-    checks it). So the default scale ``1 / d_in`` needs ``lr ≈ d_in × (the lr you would give LoRA)``:
-    ``lr=3.0`` at ``d_in = 384`` is an effective ``3.0 / 384 ≈ 7.8e-3``. To use an ordinary LoRA-like
-    learning rate instead, pass ``scale=1.0``; the result exports to PEFT all the same.
+    Learning rate: with Adam (AdamW, weight decay 0) and the zero init, training with scale ``s`` and
+    learning rate ``η`` follows the same path as scale ``1`` with learning rate ``s · η``, exactly when
+    Adam's ``ε`` is scaled by ``s`` too (the kernel's gradient carries ``s``; ``adapter_parameter_groups``
+    builds such groups, ``tests/c3a/test_inject.py`` checks it). With one ``ε`` for every scale it holds only
+    roughly, as C3A's kernel gradients are tiny at the default scale. So the default scale ``1 / d_in`` needs
+    ``lr ≈ d_in × (the lr you would give LoRA)``: ``lr=3.0`` at ``d_in = 384`` is an effective
+    ``3.0 / 384 ≈ 7.8e-3``. To use an ordinary LoRA-like learning rate instead, pass ``scale=1.0``; the
+    result exports to PEFT all the same.
     """
 
     method = "c3a"
@@ -172,6 +181,8 @@ class C3ALinear(AdapterLinear):
         check_block_size(*base_features(base_layer), block_size, layer=name)
         if init_weights not in C3A_INITS:
             raise ValueError(f"init_weights={init_weights!r} is not one of {C3A_INITS}.")
+        if scale is not None:  # nan, inf, 0 or a negative scale would give a ΔW that is nonsense, silently
+            check_positive_number("scale", scale)
         super().__init__(base_layer, name=name)
         self.block_size = int(block_size)
         self.scale = 1.0 / self.in_features if scale is None else float(scale)
@@ -242,6 +253,14 @@ class LoRALinear(AdapterLinear):
     ):
         check_supported_base(type(self), base_layer, name)
         check_positive_int(rank=rank)
+        d_in, d_out = base_features(base_layer)
+        if rank > min(d_in, d_out):  # more parameters, no more rank: B A has rank <= min(d_in, d_out)
+            raise ValueError(
+                f"rank={rank} is larger than {name} allows (in_features={d_in}, out_features={d_out}): "
+                f"ΔW = B A has rank ≤ {min(d_in, d_out)}, so choose rank ≤ {min(d_in, d_out)}."
+            )
+        if alpha is not None:  # alpha=0 would keep ΔW at zero for ever
+            check_positive_number("alpha", alpha)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         super().__init__(base_layer, name=name)

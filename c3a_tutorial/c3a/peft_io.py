@@ -4,25 +4,14 @@
 the way ``model.save_pretrained`` of a ``PeftModel`` writes them, so that
 ``peft.PeftModel.from_pretrained(base_model, directory)`` rebuilds the same adapted model.
 ``import_from_peft(source, model)`` goes the other way. Neither function needs ``peft`` to read or
-write files; only a ``PeftModel`` passed as ``source`` does.
+write files; only a ``PeftModel`` passed as ``source`` does. How each method's weights and settings are
+converted is in ``peft_formats``.
 
-Each registered method (``methods.METHODS``) has one entry in ``PEFT_FORMATS`` below: its saved keys,
-its config entries and the conversion of its weights. The conventions differ for C3A, so its kernels
-are converted (checked numerically in ``tests/c3a/test_peft_io.py``):
-
-* Ours: block ``(i, j)`` of ``ΔW`` is ``scale · C(w[i, j])``, ``C`` = ``scipy.linalg.circulant``
-  (kernel = first *column*), ``scale = 1 / d_in`` unless chosen otherwise.
-* PEFT: block ``(i, j)`` is ``C(p[i, j])ᵀ / d_in`` (its kernel is the first *row*).
-
-The identity between the two: a circulant's transpose is the circulant of the index-reversed kernel,
-``C(c)ᵀ = C(rev(c))`` with ``rev(c)[k] = c[-k mod b]`` (entry ``(r, s)`` of ``C(c)ᵀ`` is
-``c[(s - r) mod b] = rev(c)[(r - s) mod b]``). ``rev`` is its own inverse. So
-
-    scale · C(w) = C(p)ᵀ / d_in = C(rev(p)) / d_in   ⇔   p = rev(w) · (scale · d_in)
-
-LoRA needs no conversion: ``lora_A``/``lora_B`` have the same shapes and meaning in both, and PEFT's
-scale ``lora_alpha / r`` is ours. On GPT-2's ``Conv1D`` layers PEFT's LoRA sets ``fan_in_fan_out``;
-PEFT's C3A accepts only ``nn.Linear``, so a C3A adapter on ``Conv1D`` cannot be exported.
+PEFT's C3A has no scale (its ``ΔW`` carries ``1 / d_in``), so the exported kernels are rescaled and the
+C3A scales are written into the weights file's metadata, where PEFT does not look: ours → PEFT → ours
+keeps them. An adapter that comes without them (saved by PEFT itself, or a live ``PeftModel``) is read
+with PEFT's ``1 / d_in`` unless ``import_from_peft(..., scale=...)`` says otherwise: ``ΔW`` is the same
+either way, only the learning rate a resumed training needs differs.
 """
 
 from __future__ import annotations
@@ -31,22 +20,25 @@ import contextlib
 import copy
 import json
 import os
-import re
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from .inject import adapter_layers, add_adapters, record_trainable, trainable_outside_adapters
-from .layers import AdapterLinear, C3ALinear, LoRALinear, is_conv1d, is_supported_base
+from .inject import adapter_layers, record_trainable, trainable_outside_adapters
+from .layers import AdapterLinear, check_positive_number, is_supported_base
 from .methods import get_method, method_for_peft_type
+from .paths import check_output
+from .peft_formats import PEFT_FORMATS, PeftFormat, reverse_kernel, to_peft_c3a_kernel  # noqa: F401 - re-exported
 
 PREFIX = "base_model.model."  # what PEFT puts before every module name in a saved adapter
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
+METADATA_KEY = "c3a_tutorial"  # our entry in the weights file's metadata: the settings PEFT's config cannot hold
+# PEFT's TaskType values (peft.utils.TaskType), so that a typo is refused here rather than by PEFT at load time.
+TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")
 
 # PEFT task types, guessed from the transformers class name when export_to_peft is not told.
 _TASK_TYPES = {
@@ -62,150 +54,6 @@ _TASK_HEADS = {
     "SEQ_CLS": ("classifier", "score"),
     "TOKEN_CLS": ("classifier", "score"),
     "QUESTION_ANS": ("qa_outputs",),
-}
-
-
-def reverse_kernel(kernel: torch.Tensor) -> torch.Tensor:
-    """``rev(c)[k] = c[-k mod b]`` along the last axis: ``C(rev(c)) == C(c)ᵀ``. Its own inverse."""
-    return torch.roll(torch.flip(kernel, dims=[-1]), shifts=1, dims=-1)
-
-
-def to_peft_c3a_kernel(layer: C3ALinear) -> torch.Tensor:
-    """Our ``C3ALinear`` kernel as PEFT's ``c3a_kernel`` (float32): ``rev(w) · scale · d_in``."""
-    factor = layer.scale * layer.in_features  # 1.0 for the default scale, 1 / d_in
-    kernel = reverse_kernel(layer.kernel.detach())
-    if factor != 1.0:
-        kernel = kernel * factor
-    return kernel.to(torch.float32).cpu().contiguous()
-
-
-def _pattern_key(name: str) -> str:
-    # PEFT's C3A looks a per-layer block size up with re.match(rf".*\.{key}$", full_name): the key must
-    # be preceded by a dot, so we give it the name without its first component, escaped.
-    head, dot, rest = name.partition(".")
-    if not dot:
-        raise ValueError(
-            f"Layer {name!r} has a different block size from the other layers and a top-level name; PEFT "
-            "cannot address it with block_size_pattern. Use one block size for all layers to export."
-        )
-    return re.escape(rest)
-
-
-def _lookup(pattern: dict, name: str, default):
-    for key, value in pattern.items():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return value
-    return default
-
-
-def _c3a_to_peft(name: str, layer: C3ALinear) -> dict[str, torch.Tensor]:
-    if layer.fan_in_fan_out:
-        raise ValueError(
-            f"Cannot export the C3A adapter on {name!r}: it wraps a transformers Conv1D (GPT-2), and PEFT's C3A "
-            "accepts only nn.Linear layers, so PEFT could not load it. Keep it in this package's format "
-            "(save_adapter / load_adapter, merge_and_unload), or train LoRA on these layers to use PEFT."
-        )
-    return {".c3a_kernel": to_peft_c3a_kernel(layer)}
-
-
-def _c3a_config(layers: dict[str, C3ALinear]) -> dict:
-    sizes = {name: layer.block_size for name, layer in layers.items()}
-    common = Counter(sizes.values()).most_common(1)[0][0]
-    return {
-        "block_size": common,
-        "block_size_pattern": {_pattern_key(n): b for n, b in sorted(sizes.items()) if b != common},
-        "init_weights": True,  # zeros: the saved kernels overwrite them anyway
-    }
-
-
-def _c3a_check_import(name: str, module: nn.Module, config: dict) -> None:
-    if is_conv1d(module):
-        raise ValueError(f"The PEFT C3A adapter adapts {name!r}, a Conv1D; PEFT's C3A only adapts nn.Linear.")
-
-
-def _c3a_from_peft(model: nn.Module, name: str, tensors: dict[str, torch.Tensor], config: dict) -> None:
-    # p = rev(w) · (scale · d_in) with scale = 1 / d_in  ⇔  w = rev(p)
-    kernel = tensors[".c3a_kernel"]
-    add_adapters(model, "c3a", re.escape(name), block_size=kernel.shape[-1])
-    layer = model.get_submodule(name)
-    with torch.no_grad():
-        layer.kernel.copy_(reverse_kernel(kernel).to(layer.kernel.dtype))
-
-
-def _lora_to_peft(name: str, layer: LoRALinear) -> dict[str, torch.Tensor]:
-    return {
-        ".lora_A.weight": layer.lora_A.detach().cpu().contiguous(),
-        ".lora_B.weight": layer.lora_B.detach().cpu().contiguous(),
-    }
-
-
-def _lora_config(layers: dict[str, LoRALinear]) -> dict:
-    dropouts = {layer.dropout_p for layer in layers.values()}
-    if len(dropouts) > 1:
-        raise ValueError(f"PEFT's LoRA has one dropout for all layers; the model's differ: {sorted(dropouts)}.")
-    orientations = {layer.fan_in_fan_out for layer in layers.values()}
-    if len(orientations) > 1:
-        conv = sorted(n for n, layer in layers.items() if layer.fan_in_fan_out)
-        raise ValueError(
-            "PEFT's LoRA has one fan_in_fan_out setting for all layers, but the model's LoRA adapters wrap both "
-            f"nn.Linear and Conv1D layers (Conv1D: {conv}). Adapt only one kind to export."
-        )
-    ranks = {name: layer.rank for name, layer in layers.items()}
-    alphas = {name: layer.alpha for name, layer in layers.items()}
-    r, alpha = Counter(ranks.values()).most_common(1)[0][0], Counter(alphas.values()).most_common(1)[0][0]
-    return {
-        "r": r,
-        "lora_alpha": alpha,
-        "lora_dropout": dropouts.pop(),
-        "rank_pattern": {n: v for n, v in sorted(ranks.items()) if v != r},
-        "alpha_pattern": {n: v for n, v in sorted(alphas.items()) if v != alpha},
-        "fan_in_fan_out": orientations.pop(),  # True on GPT-2's Conv1D, whose weight is stored in x out
-        "init_lora_weights": True,
-        "use_rslora": False,
-        "use_dora": False,
-    }
-
-
-def _lora_check_import(name: str, module: nn.Module, config: dict) -> None:
-    if config.get("use_dora"):
-        raise ValueError("import_from_peft: DoRA adapters are not supported, only plain LoRA.")
-    if config.get("fan_in_fan_out") and not is_conv1d(module):
-        raise ValueError(
-            f"The PEFT LoRA adapter has fan_in_fan_out=True but {name!r} is an nn.Linear in this model: "
-            "fan_in_fan_out belongs to Conv1D layers (GPT-2). Is this the model the adapter was trained on?"
-        )
-
-
-def _lora_from_peft(model: nn.Module, name: str, tensors: dict[str, torch.Tensor], config: dict) -> None:
-    lora_a, lora_b = tensors[".lora_A.weight"], tensors[".lora_B.weight"]
-    rank = lora_a.shape[0]
-    alpha = _lookup(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8))
-    if config.get("use_rslora"):
-        alpha = alpha * rank**0.5  # rsLoRA scales by alpha / sqrt(r); ours by alpha / r
-    dropout = float(config.get("lora_dropout") or 0.0)
-    add_adapters(model, "lora", re.escape(name), rank=rank, alpha=alpha, dropout=dropout)
-    layer = model.get_submodule(name)
-    with torch.no_grad():
-        layer.lora_A.copy_(lora_a.to(layer.lora_A.dtype))
-        layer.lora_B.copy_(lora_b.to(layer.lora_B.dtype))
-
-
-@dataclass(frozen=True)
-class PeftFormat:
-    """How one registered method is written in a PEFT adapter directory, and read back."""
-
-    suffixes: tuple[str, ...]  # saved keys of one layer: PREFIX + module name + suffix
-    to_peft: Callable[[str, AdapterLinear], dict[str, torch.Tensor]]  # (name, layer) -> {suffix: tensor}
-    config: Callable[[dict[str, AdapterLinear]], dict]  # the method's entries of adapter_config.json
-    check_import: Callable[[str, nn.Module, dict], None]  # (name, base module, config): raise if unsupported
-    from_peft: Callable[[nn.Module, str, dict[str, torch.Tensor], dict], None]  # add one adapter, load it
-
-
-PEFT_FORMATS: dict[str, PeftFormat] = {  # keyed by the registry's method names
-    "c3a": PeftFormat((".c3a_kernel",), _c3a_to_peft, _c3a_config, _c3a_check_import, _c3a_from_peft),
-    "lora": PeftFormat(
-        (".lora_A.weight", ".lora_B.weight"), _lora_to_peft, _lora_config, _lora_check_import, _lora_from_peft
-    ),
 }
 
 
@@ -249,11 +97,14 @@ def _modules_to_save(model: nn.Module, task_type: str | None) -> dict[str, nn.Mo
     return {n: m for n, m in modules.items() if not any(n.startswith(o + ".") for o in modules)}
 
 
-def _write_peft_directory(directory: str, config: dict, state: dict[str, torch.Tensor]) -> None:
+def _write_peft_directory(directory: str, config: dict, state: dict[str, torch.Tensor], kept: dict) -> None:
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, CONFIG_NAME), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
-    save_file(state, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
+    metadata = {"format": "pt"}
+    if kept:
+        metadata[METADATA_KEY] = json.dumps({"layers": kept}, sort_keys=True)
+    save_file(state, os.path.join(directory, WEIGHTS_NAME), metadata=metadata)
 
 
 def export_to_peft(
@@ -271,9 +122,16 @@ def export_to_peft(
     same pretrained model *without* adapters. LoRA on GPT-2's ``Conv1D`` exports with
     ``fan_in_fan_out=True``; C3A on ``Conv1D`` cannot be exported (PEFT's C3A takes only ``nn.Linear``).
     """
+    if task_type not in ("auto", None, *TASK_TYPES):
+        raise ValueError(
+            f"task_type={task_type!r} is not a PEFT task type; choose one of {list(TASK_TYPES)}, None, "
+            "or 'auto' (guessed from the model's class name)."
+        )
+    check_output(directory, "directory", what="the PEFT adapter", create_parents=True)
     layers = adapter_layers(model)
     method = _exportable_method(layers)
     formats = PEFT_FORMATS[method]
+    kept = {name: {k: getattr(layer, k) for k in formats.kept} for name, layer in sorted(layers.items())}
     state = {}
     for name, layer in sorted(layers.items()):
         state.update({f"{PREFIX}{name}{suffix}": t for suffix, t in formats.to_peft(name, layer).items()})
@@ -301,11 +159,19 @@ def export_to_peft(
 
         config["peft_version"] = peft.__version__
     directory = os.fspath(directory)
-    _write_peft_directory(directory, config, state)
+    _write_peft_directory(directory, config, state, kept if formats.kept else {})
     return directory
 
 
-def _read_peft_directory(directory: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def _read_weights(path: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors of a safetensors file and the layer settings we kept in its metadata (``{}`` if none)."""
+    with safe_open(path, framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        ours = (f.metadata() or {}).get(METADATA_KEY)
+    return state, (json.loads(ours).get("layers", {}) if ours else {})
+
+
+def _read_peft_directory(directory: str) -> tuple[dict, dict[str, torch.Tensor], dict]:
     config_path = os.path.join(directory, CONFIG_NAME)
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"No {CONFIG_NAME} in {directory!r}: is it a PEFT adapter directory?")
@@ -313,15 +179,15 @@ def _read_peft_directory(directory: str) -> tuple[dict, dict[str, torch.Tensor]]
         config = json.load(f)
     weights = os.path.join(directory, WEIGHTS_NAME)
     if os.path.isfile(weights):
-        return config, load_file(weights)
+        return (config, *_read_weights(weights))
     legacy = os.path.join(directory, "adapter_model.bin")
     if os.path.isfile(legacy):
-        return config, torch.load(legacy, map_location="cpu", weights_only=True)
+        return config, torch.load(legacy, map_location="cpu", weights_only=True), {}
     raise FileNotFoundError(f"No {WEIGHTS_NAME} (or adapter_model.bin) in {directory!r}.")
 
 
-def _read_peft(source) -> tuple[dict, dict[str, torch.Tensor], nn.Module | None]:
-    """``(config dict, state dict with PEFT's saved keys, base model or None)`` from a directory or PeftModel."""
+def _read_peft(source) -> tuple[dict, dict[str, torch.Tensor], dict, nn.Module | None]:
+    """``(config, state dict with PEFT's keys, kept settings, base model or None)`` from a directory or PeftModel."""
     if isinstance(source, (str, os.PathLike)):
         return (*_read_peft_directory(os.fspath(source)), None)
     try:
@@ -339,7 +205,7 @@ def _read_peft(source) -> tuple[dict, dict[str, torch.Tensor], nn.Module | None]
     state = get_peft_model_state_dict(source, adapter_name=adapter)
     # A copy without PEFT's layers (not merged): the base model to put our adapters into.
     base = copy.deepcopy(source).unload()
-    return config, state, base
+    return config, state, {}, base
 
 
 def _split_state(state: dict[str, torch.Tensor], suffixes: tuple[str, ...]) -> tuple[dict, dict]:
@@ -369,7 +235,32 @@ def _check_import(model: nn.Module, adapters: dict, extra: dict, config: dict, f
             raise ValueError(f"The PEFT adapter holds {key!r} {tuple(tensor.shape)}, which this model does not have.")
 
 
-def import_from_peft(source, model: nn.Module | None = None, trainable: bool = True) -> nn.Module:
+def _kept_settings(formats: PeftFormat, names, kept: dict, scale: float | None, trainable: bool) -> dict:
+    """Per layer, the settings PEFT's config cannot hold: ``scale=`` if given, else what export_to_peft kept."""
+    if "scale" not in formats.kept:
+        return {name: {} for name in names}
+    if scale is not None:
+        check_positive_number("scale", scale)
+        return {name: {"scale": scale} for name in names}
+    unknown = sorted(n for n in names if "scale" not in kept.get(n, {}))
+    if unknown and trainable:
+        warnings.warn(
+            f"The PEFT C3A adapter carries no C3A scale for {len(unknown)} layer(s) (PEFT's config has none; "
+            "export_to_peft keeps it in the weights file, PEFT's own save and a live PeftModel do not): they get "
+            "PEFT's own 1/d_in. ΔW and the logits are the same either way, but training goes on at another speed "
+            "if the adapter was trained with another scale: pass import_from_peft(..., scale=...) to choose it.",
+            stacklevel=3,
+        )
+    settings = {name: dict(kept.get(name, {})) for name in names}
+    for name, values in settings.items():  # a bad value in the file fails here, before any layer changes
+        if "scale" in values:
+            check_positive_number(f"The C3A scale of {name!r} in the weights file", values["scale"])
+    return settings
+
+
+def import_from_peft(
+    source, model: nn.Module | None = None, trainable: bool = True, scale: float | None = None
+) -> nn.Module:
     """Rebuild a PEFT C3A or LoRA adapter as ``c3a_tutorial`` adapters; returns the adapted model.
 
     Args:
@@ -378,11 +269,14 @@ def import_from_peft(source, model: nn.Module | None = None, trainable: bool = T
         model: the base model *without* adapters to add them to (changed in place). Required for a
             directory; for a ``PeftModel``, ``None`` means a copy of its base model.
         trainable: whether the imported adapters and ``modules_to_save`` are left trainable.
+        scale: C3A only, the scale of every imported layer. ``None``: the scale ``export_to_peft`` kept in the
+            weights file; for an adapter without one (saved by PEFT, or a live ``PeftModel``) PEFT's own
+            ``1 / d_in``, with a warning when ``trainable``. The kernel is converted so that ``ΔW`` is PEFT's
+            whatever the scale; the scale decides only how fast further training moves it.
 
-    C3A layers get the default ``scale = 1 / d_in``, so the kernel is PEFT's, index-reversed. Everything
-    is checked before the model changes.
+    Everything is checked before the model changes.
     """
-    config, state, base = _read_peft(source)
+    config, state, kept, base = _read_peft(source)
     if model is None:
         if base is None:
             raise ValueError(
@@ -395,9 +289,10 @@ def import_from_peft(source, model: nn.Module | None = None, trainable: bool = T
     formats = PEFT_FORMATS[method_for_peft_type(config.get("peft_type", "")).name]
     adapters, extra = _split_state(state, formats.suffixes)
     _check_import(model, adapters, extra, config, formats)
+    settings = _kept_settings(formats, sorted(adapters), kept, scale, trainable)
 
     for name, tensors in sorted(adapters.items()):
-        formats.from_peft(model, name, tensors, config)
+        formats.from_peft(model, name, tensors, config, settings[name])
     for layer in adapter_layers(model).values():  # add_adapters froze the rest; set what the adapter trains
         for param in (p for n, p in layer.named_parameters() if not n.startswith("base_layer.")):
             param.requires_grad_(trainable)

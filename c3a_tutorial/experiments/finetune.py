@@ -12,6 +12,11 @@ shows them. Besides the record (``--output``), a run can keep its trained adapte
   pretrained model with ``load_adapter(load_classifier(model, num_labels)[0], PATH)``.
 * ``--export-peft DIR``: ``export_to_peft``, a directory ``peft.PeftModel.from_pretrained`` loads.
 
+Every output path is checked before the first step (a directory where a file belongs, a parent that is a
+file, a folder that cannot be written; missing folders are created), and one that exists is replaced only
+with ``--force``. At the end each output is written on its own: one that fails (a full disk) does not
+stop the others, and the command then exits with status 1, naming what was not written.
+
 Both need one adapter method: ``--method full`` trains every weight, so there is no adapter to save,
 and the command line says so before training (save a full model from Python with
 ``finetune(...).model.save_pretrained(directory)``). With ``--method all`` there are several adapters;
@@ -25,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 import types
 import typing
 from dataclasses import MISSING, fields, replace
@@ -35,13 +42,14 @@ import torch
 from ..c3a.adapter_file import save_adapter
 from ..c3a.inject import name_matches
 from ..c3a.methods import get_method
+from ..c3a.paths import output_problem
 from ..c3a.peft_io import export_to_peft
 from .backbone import DEFAULT_MODEL, load_classifier
 from .config import DEFAULT_HEAD_LR, DEFAULT_LR, DEFAULT_TARGET_MODULES, FULL, METHODS, FinetuneConfig, validate_config
 from .data import DATASETS, load_dataset
 from .device import pick_device
 from .record import format_table, setting_label
-from .train import FinetuneResult, build_model, evaluate, finetune, parameter_groups, predict
+from .train import MAX_GRAD_NORM, FinetuneResult, build_model, evaluate, finetune, parameter_groups, predict
 
 ALL = "all"  # --method all: every method, one table
 # One line of help per FinetuneConfig field; build_parser appends each field's default.
@@ -82,12 +90,33 @@ DEFAULT_MEANS = {
 }
 
 
+# (flag's dest, what the path must be, what is written there): every output, checked before training.
+OUTPUTS = (("output", "file", "the JSON record"), ("save_adapter", "file", "the adapter"),
+           ("export_peft", "directory", "the PEFT adapter"))  # fmt: skip
+OPTIMIZER_HELP = (
+    "Optimizer: AdamW (betas 0.9, 0.999; weight decay 0) in two parameter groups: the adapters (every weight "
+    "but the head, for full) at --lr with eps 1e-8 times the C3A scale (1e-8 for LoRA and full), and the new "
+    "classification head at --head-lr with eps 1e-8. Gradients are clipped to norm "
+    f"{MAX_GRAD_NORM:g} before each step. The learning rate rises linearly over the first --warmup-fraction of "
+    "the steps, then falls linearly to zero at the last step. With eps scaled so, C3A's scale s at lr η trains "
+    "exactly like scale 1 at lr s·η (c3a_tutorial.adapter_parameter_groups builds such groups)."
+)
+
+
+def finite_float(text: str) -> float:
+    """argparse's ``float``, refusing ``nan`` and ``inf``: a learning rate of inf trains nothing, silently."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def _value_type(annotation) -> type:
     """``int`` for ``int | None``, ``str`` for ``list[str]``: what argparse converts each value to."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType, list) and len(args) == 1:
-        return args[0]
-    return annotation
+        annotation = args[0]
+    return finite_float if annotation is float else annotation
 
 
 def _add_config_flag(parser: argparse.ArgumentParser, name: str, annotation, default) -> None:
@@ -114,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m c3a_tutorial.finetune",
         description="Fine-tune a pretrained encoder with C3A, LoRA or full fine-tuning; print and save a JSON record.",
+        epilog=OPTIMIZER_HELP,
     )
     hints = typing.get_type_hints(FinetuneConfig)
     for f in fields(FinetuneConfig):
@@ -133,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="export the trained adapter and head as a PEFT adapter directory; "
         "needs one adapter method, not full or all (default: not exported)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --output, --save-adapter or --export-peft (default: refuse, before training)",
     )
     return parser
 
@@ -172,6 +207,12 @@ def check_sizes_fit(config: FinetuneConfig, methods: list[str], model: torch.nn.
     """
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     targets = {n: (m.out_features, m.in_features) for n, m in linears if name_matches(n, config.target_modules)}
+    if not targets and any(m != FULL for m in methods):
+        endings = sorted({n.rpartition(".")[2] for n, _ in linears})
+        raise ValueError(
+            f"--target-modules {' '.join(config.target_modules)} matches no linear layer of the model: an entry "
+            f"matches a layer whose name ends with it, and these names end with {endings}."
+        )
     shapes = sorted(set(targets.values()))
     for method in methods:
         if method == FULL:
@@ -189,8 +230,37 @@ def check_sizes_fit(config: FinetuneConfig, methods: list[str], model: torch.nn.
             raise ValueError(message) from err
 
 
+def output_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with ``--output``, ``--save-adapter`` and ``--export-peft``, in the command line's words.
+
+    A path of the wrong kind, under a file or in a folder that cannot be written; one that exists, unless
+    ``--force`` (an empty directory for ``--export-peft`` is fine); two outputs on one path.
+    """
+    found, seen = [], {}
+    for dest, kind, _ in OUTPUTS:
+        path = getattr(args, dest)
+        if not path:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        real = os.path.realpath(path)
+        if real in seen:
+            found.append(f"{flag} {path} is also {seen[real]}'s path: give each output its own path.")
+            continue
+        seen[real] = flag
+        problem = output_problem(path, kind, create_parents=True)
+        empty_directory = kind == "directory" and os.path.isdir(path) and not os.listdir(path)
+        if problem:
+            found.append(f"{flag} {path}: {problem}.")
+        elif os.path.lexists(path) and not empty_directory and not args.force:
+            found.append(f"{flag} {path} already exists: pass --force to replace it, or choose another path.")
+    return found
+
+
 def _check_before_training(parser, args, config: FinetuneConfig, methods: list[str]):
     """Everything that can be wrong with the arguments, found before the first step; returns the data set."""
+    problems = output_problems(args)
+    if problems:
+        parser.error(" ".join(problems))
     if (args.save_adapter or args.export_peft) and (len(methods) > 1 or methods[0] == FULL):
         parser.error(
             "--save-adapter and --export-peft keep one run's adapter: choose one adapter method "
@@ -209,19 +279,42 @@ def _check_before_training(parser, args, config: FinetuneConfig, methods: list[s
         parser.error(str(err))
 
 
-def keep_adapter(result: FinetuneResult, args: argparse.Namespace) -> None:
-    """``--save-adapter`` and ``--export-peft``: write the trained adapter where they say."""
-    if args.save_adapter:
-        os.makedirs(os.path.dirname(os.path.abspath(args.save_adapter)), exist_ok=True)
-        save_adapter(result.model, args.save_adapter)
-        print(f"adapter saved to {args.save_adapter} (load_adapter reloads it)")
-    if args.export_peft:
-        export_to_peft(result.model, args.export_peft)
-        print(f"PEFT adapter exported to {args.export_peft} (peft.PeftModel.from_pretrained loads it)")
+def _write(flag: str, path: str, write, what: str, failures: list[str]) -> bool:
+    """``write(path)``, creating missing folders; a failure is added to ``failures`` instead of raised."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write(path)
+        return True
+    except (OSError, ValueError, RuntimeError) as err:  # a full disk, a folder removed meanwhile, ...
+        failures.append(f"{flag} {path}: {what} was not written ({type(err).__name__}: {err})")
+        return False
 
 
-def report(records: list[dict], output: str | None) -> None:
-    """Print the record (one run) and the table; write the JSON to ``output``."""
+def keep_adapter(result: FinetuneResult, args: argparse.Namespace) -> list[str]:
+    """``--save-adapter`` and ``--export-peft``: write the trained adapter where they say; returns the failures."""
+    failures: list[str] = []
+    path = args.save_adapter
+    if path and _write("--save-adapter", path, lambda p: save_adapter(result.model, p), "the adapter", failures):
+        print(f"adapter saved to {path} (load_adapter reloads it)")
+    path = args.export_peft
+    if path and _write("--export-peft", path, lambda p: export_to_peft(result.model, p), "the PEFT adapter", failures):
+        print(f"PEFT adapter exported to {path} (peft.PeftModel.from_pretrained loads it)")
+    return failures
+
+
+def _write_json(path: str, value) -> None:
+    temporary = f"{path}.{os.getpid()}.tmp"  # next to it, then moved into place: never a half-written record
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=1)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def report(records: list[dict], output: str | None) -> list[str]:
+    """Print the record (one run) and the table; write the JSON to ``output``; returns the failures."""
     first = records[0]
     if len(records) == 1:
         print(json.dumps({k: v for k, v in first.items() if k not in ("loss_curve", "eval")}, indent=1))
@@ -231,29 +324,38 @@ def report(records: list[dict], output: str | None) -> None:
     )
     print(format_table(records))
     print(f"majority-class baseline: {first['majority_baseline']:.3f}; peak memory = {first['peak_memory_kind']}")
+    failures: list[str] = []
     if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(output, "w", encoding="utf-8") as f:
-            json.dump(first if len(records) == 1 else records, f, indent=1)
+        value = first if len(records) == 1 else records
+        if _write("--output", output, lambda path: _write_json(path, value), "the JSON record", failures):
+            print(f"record written to {output}")
+    return failures
 
 
 def main(argv: list[str] | None = None) -> dict | list[dict]:
-    """The command line. Returns the record (a list of them for ``--method all``)."""
+    """The command line. Returns the record (a list of them for ``--method all``).
+
+    Exits with status 2 on a usage error (nothing trained, nothing written) and 1 when an output could not
+    be written at the end (the others are written; each failure is named).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     config, methods = config_from_args(args)
     data = _check_before_training(parser, args, config, methods)
     main_process = int(os.environ.get("RANK", "0")) == 0
-    records = []
+    records, failures = [], []
     for method in methods:
         result = finetune(replace(config, method=method), data=data)
         if main_process:
-            keep_adapter(result, args)
+            failures += keep_adapter(result, args)
         records.append(result.record)
     if main_process:
-        report(records, args.output)
+        failures += report(records, args.output)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         torch.distributed.destroy_process_group()
+    if failures:
+        print("\n".join(f"error: {failure}" for failure in failures), file=sys.stderr)
+        raise SystemExit(1)
     return records[0] if len(records) == 1 else records
 
 

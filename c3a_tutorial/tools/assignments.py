@@ -34,7 +34,6 @@ if there is one.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import re
 import shutil
@@ -305,65 +304,10 @@ def init(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m c3a_tutorial.assignments",
-        description="Lay the course notebooks out as an nbgrader course, or check their nbgrader metadata. "
-        "Everything else is nbgrader's own commands, run in the course directory.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_init = sub.add_parser(
-        "init",
-        help="write a ready nbgrader course directory (config, one assignment per notebook with its data)",
-        description="Write nbgrader_config.py, source/<notebook>/ (notebook + the data it reads), the student "
-        "header and an exchange folder into a new or empty COURSE_DIR. Then run nbgrader there, e.g. "
-        "`cd COURSE_DIR && nbgrader generate_assignment 01_circulant_matrices`.",
-    )
-    p_init.add_argument("course_dir", type=Path, help="a new or empty directory")
-    p_init.add_argument(
-        "--notebooks", type=Path, default=REPOSITORY_NOTEBOOKS, help="folder of source notebooks (default: %(default)s)"
-    )
-    p_init.add_argument("--course-id", default=COURSE_ID, help="nbgrader course id (default: %(default)s)")
-    p_init.add_argument(
-        "--exchange",
-        type=Path,
-        default=None,
-        help="nbgrader exchange folder shared with the students (default: COURSE_DIR/exchange; "
-        "on a JupyterHub, typically /srv/nbgrader/exchange)",
-    )
-    p_check = sub.add_parser(
-        "check",
-        help="check that notebooks are valid nbgrader source notebooks of this course",
-        description="Print every nbgrader metadata problem of the notebooks; exit status 1 if there is one.",
-    )
-    p_check.add_argument("notebooks", nargs="*", type=Path, help="default: the repository's notebooks/*.ipynb")
-    args = parser.parse_args(argv)
+    """The command line (``assignments_cli``, where its argument checks live)."""
+    from .assignments_cli import main as command_line  # imported here: assignments_cli imports this module
 
-    if args.command == "init":
-        try:
-            layout = init(args.course_dir, args.notebooks, course_id=args.course_id, exchange=args.exchange)
-        except (FileExistsError, FileNotFoundError, NotebookProblems) as error:
-            parser.exit(2, f"error: {error}\n")
-        for assignment, files in layout.items():
-            print(f"source/{assignment}/: {', '.join(files)}")
-        print(
-            f"Course written to {args.course_dir}. Next: cd {args.course_dir} && nbgrader generate_assignment "
-            f"{next(iter(layout))}"
-        )
-        return 0
-    paths = args.notebooks or sorted(REPOSITORY_NOTEBOOKS.glob("*.ipynb"))
-    found = course_problems(paths)
-    for problem in found:
-        print(problem)
-    if not found:
-        total = 0.0
-        for path in sorted(Path(p) for p in paths):
-            nb = nbformat.read(path, as_version=4)
-            (auto, written), count = points_by_kind(nb), len(exercises(nb))
-            total += auto + written
-            summary = f"{auto:g} autograded + {written:g} written = {auto + written:g}"
-            print(f"{path.name}: {count} exercise{'' if count == 1 else 's'}; points {summary}")
-        print(f"OK: {len(paths)} notebooks, {total:g} points")
-    return 1 if found else 0
+    return command_line(argv)
 
 
 if __name__ == "__main__":

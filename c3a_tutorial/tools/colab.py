@@ -7,8 +7,12 @@ cell as its second; ``tests/test_colab.py`` checks that every notebook carries e
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
 from pathlib import Path
+
+from ..c3a.paths import output_problem
+from .notebook_files import notebook_problem
 
 REPOSITORY = "c3a-tutorial/c3a-tutorial"  # GitHub owner/name
 BRANCH = "main"
@@ -36,8 +40,8 @@ def setup_cell_source() -> str:
     )
 
 
-def apply(path: str | Path) -> None:
-    """Put the badge at the top of the first (markdown) cell and the set-up cell second, in place."""
+def with_badge(path: str | Path):
+    """The notebook at ``path`` with the badge at the top of its first (markdown) cell and the set-up cell second."""
     import nbformat
 
     path = Path(path)
@@ -52,17 +56,56 @@ def apply(path: str | Path) -> None:
         nb.cells[1].source = source
     else:
         nb.cells.insert(1, nbformat.v4.new_code_cell(source))
-    nbformat.write(nb, path)
+    return nb
+
+
+def _write(nb, path: Path) -> None:
+    """Write next to ``path``, then move into place: an interrupted write leaves the notebook as it was."""
+    import nbformat
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        nbformat.write(nb, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def apply(path: str | Path) -> None:
+    """Put the badge at the top of the first (markdown) cell and the set-up cell second, in place."""
+    _write(with_badge(path), Path(path))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m c3a_tutorial.colab notebooks/NN_name.ipynb [...]``: add or refresh badge and set-up cell."""
-    names = sys.argv[1:] if argv is None else argv
-    if not names:
-        sys.exit("usage: python -m c3a_tutorial.colab notebooks/NN_name.ipynb [...]")
-    for name in names:
-        apply(name)
-        print(f"badge and set-up cell written: {name}")
+    """``python -m c3a_tutorial.colab notebooks/NN_name.ipynb [...]``: add or refresh badge and set-up cell.
+
+    Every notebook is read and checked first; a bad one (missing, corrupt, without a title cell, in a folder that
+    cannot be written) is a usage error (exit status 2) and no notebook is changed.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m c3a_tutorial.colab",
+        description="Write (or refresh) the Open-in-Colab badge into each notebook's first cell and the Colab-only "
+        "set-up cell as its second, in place.",
+    )
+    parser.add_argument("notebooks", nargs="+", type=Path, help="notebooks to update, e.g. notebooks/*.ipynb")
+    args = parser.parse_args(argv)
+    problems = []
+    for path in args.notebooks:
+        problem = notebook_problem(path)
+        unwritable = None if problem else output_problem(path, "file")
+        if problem or unwritable:
+            problems.append(problem or f"{path}: {unwritable}")
+    if problems:
+        parser.error("; ".join(problems) + ". No notebook was changed.")
+    updated = []
+    for path in args.notebooks:
+        try:
+            updated.append((path, with_badge(path)))
+        except ValueError as error:
+            parser.error(f"{error} No notebook was changed.")
+    for path, nb in updated:
+        _write(nb, path)
+        print(f"badge and set-up cell written: {path}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 from c3a_tutorial import adapter_layers, adapter_state_dict, add_adapters, load_adapter, save_adapter
 from c3a_tutorial.c3a import adapter_file
 
+from ..bad_input import unwritable_directory
 from ..conftest import TinyModel
 
 SUFFIXES = [".safetensors", ".pt"]
@@ -163,3 +164,82 @@ def test_a_file_without_the_record_still_keeps_its_head(tmp_path):
     torch.save({"metadata": metadata, "state_dict": state}, tmp_path / "old.pt")
     loaded = load_adapter(copy.deepcopy(base), tmp_path / "old.pt", trainable=False)
     assert set(adapter_state_dict(loaded)) == set(state)
+
+
+def _rewrite(path, change):
+    """Rewrite the adapter file at ``path`` with ``change(state)`` applied to its tensors (metadata kept)."""
+    metadata, state = adapter_file._read_adapter_file(str(path))
+    change(state)
+    writer = adapter_file._write_safetensors if str(path).endswith(".safetensors") else adapter_file._write_torch
+    writer(str(path), state, metadata)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (lambda s: s.pop("layers.1.value.kernel"), r"missing \['layers.1.value.kernel'\]"),
+        (lambda s: s.pop("classifier.weight"), r"missing \['classifier.weight'\]"),
+        (lambda s: s.update({"layers.0.norm.weight": torch.ones(12, dtype=torch.float64)}),
+         r"holds \['layers.0.norm.weight'\], which its metadata does not describe"),
+    ],
+    ids=["kernel missing", "head missing", "unexpected tensor"],
+)  # fmt: skip
+@pytest.mark.parametrize("into", ["fresh model", "model with adapters"])
+def test_missing_and_unexpected_tensors_are_refused_by_name(tmp_path, suffix, change, named, into):
+    """Issue #18: a missing kernel stayed zero (or kept a stale value from an earlier load), a missing head stayed
+    random, and a tensor the file does not describe was loaded, although every name is said to be checked."""
+    path = tmp_path / f"adapter{suffix}"
+    save_adapter(_trained(), path)
+    _rewrite(path, change)
+    model = TinyModel().double()
+    if into == "model with adapters":
+        save_adapter(_trained(), tmp_path / f"earlier{suffix}")
+        load_adapter(model, tmp_path / f"earlier{suffix}")  # an earlier load: its kernels must not survive silently
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=named):
+        load_adapter(model, path)
+    _assert_unchanged(model, before)
+
+
+def test_strict_false_loads_what_is_there_and_warns(tmp_path):
+    path = tmp_path / "adapter.pt"
+    trained = _trained()
+    save_adapter(trained, path)
+    _rewrite(path, lambda s: s.pop("classifier.weight"))
+    model = TinyModel().double()
+    head = model.classifier.weight.detach().clone()
+    with pytest.warns(UserWarning, match="missing.*'classifier.weight'.*left as they were"):
+        load_adapter(model, path, strict=False)
+    torch.testing.assert_close(model.classifier.weight, head, atol=0, rtol=0)
+    torch.testing.assert_close(model.layers[1].value.kernel, trained.layers[1].value.kernel, atol=0, rtol=0)
+
+
+def test_shapes_are_compared_not_element_counts(tmp_path):
+    """Issue #18: a (12, 3) tensor has the element count of a (3, 12) one; a check on counts let it through and
+    the load failed half-way, with adapters already added."""
+    path = tmp_path / "adapter.pt"
+    save_adapter(_trained(), path)
+    _rewrite(path, lambda s: s.update({"classifier.weight": s["classifier.weight"].T.contiguous()}))
+    model = TinyModel().double()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=r"'classifier.weight' has shape \(12, 3\) in the file but \(3, 12\)"):
+        load_adapter(model, path)
+    _assert_unchanged(model, before)
+    assert not adapter_layers(model)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("where", ["missing folder", "unwritable folder", "parent is a file"])
+def test_saving_where_no_file_can_be_written_is_one_clear_error(tmp_path, suffix, where):
+    """Issue #18: a raw SafetensorError / 'enforce fail at inline_container.cc' from deep inside."""
+    if where == "missing folder":
+        path, fragment = tmp_path / "no" / "such" / f"a{suffix}", "does not exist"
+    elif where == "unwritable folder":
+        path, fragment = unwritable_directory(tmp_path) / f"a{suffix}", "is not writable"
+    else:
+        (tmp_path / "file").write_text("x")
+        path, fragment = tmp_path / "file" / f"a{suffix}", "is a file, not a directory"
+    with pytest.raises(ValueError, match=f"Cannot save the adapter to .*{fragment}"):
+        save_adapter(_trained(), path)
+    assert not os.path.exists(path)

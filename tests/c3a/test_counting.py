@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,11 @@ def test_random_c3a_reaches_full_rank():
 def test_matrix_rank_rejects_non_matrices():
     with pytest.raises(ValueError, match="2-D"):
         matrix_rank(np.ones(3))
+
+
+def test_nearest_is_on_a_log_scale():
+    """Issue #18: ideal 1024·4096/(9·5120) ≈ 91.0 lies between 64 and 128, above their geometric mean (90.5) and
+    below their arithmetic mean (96): 128 on a log scale, 64 on a linear one. No other case here tells them apart."""
+    ideal = 1024 * 4096 / (9 * (1024 + 4096))
+    assert math.sqrt(64 * 128) < ideal < (64 + 128) / 2
+    assert suggest_block_size(1024, 4096, 9) == 128

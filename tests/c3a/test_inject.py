@@ -304,3 +304,116 @@ def test_merged_tiny_bert_round_trips_through_save_pretrained(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"]
     with torch.no_grad():
         torch.testing.assert_close(plain.eval()(ids).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_a_regex_must_match_the_whole_name():
+    """Issue #18: r"1" must wrap layer 1 only, not 10 and 11 (a prefix match would)."""
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(12)])
+    add_adapters(model, "lora", r"1", trainable_modules=r"0", rank=2)
+    assert sorted(adapter_layers(model)) == ["1"]
+    assert [n for n, p in model.named_parameters() if p.requires_grad and "lora" not in n] == ["0.weight", "0.bias"]
+
+
+class _GroupedQueryAttention(torch.nn.Module):
+    """As in Llama with grouped-query attention: q is d x d, v is d x d/2."""
+
+    def __init__(self, d: int = 16):
+        super().__init__()
+        self.q_proj, self.v_proj = torch.nn.Linear(d, d), torch.nn.Linear(d, d // 2)
+        self.classifier = torch.nn.Linear(d, 2)
+
+
+def test_a_failed_add_adapters_leaves_every_layer_as_it_was():
+    """Issue #18: b=16 fits q (16x16) but not v (8x16). Building q's adapter froze q before v failed, so the
+    failed call left q frozen although the docs say the model is left as it was."""
+    model = _GroupedQueryAttention()
+    before = {n: (p.requires_grad, p.detach().clone()) for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"block_size=16 does not divide v_proj"):
+        add_adapters(model, "c3a", ["q_proj", "v_proj"], trainable_modules=["classifier"], block_size=16)
+    after = {n: (p.requires_grad, p.detach()) for n, p in model.named_parameters()}
+    assert set(after) == set(before) and not adapter_layers(model)
+    for name, (grad, value) in before.items():
+        assert after[name][0] == grad, name
+        torch.testing.assert_close(after[name][1], value, atol=0, rtol=0)
+    # A second call that fails after a first that worked keeps the first call's state too.
+    add_adapters(model, "c3a", ["q_proj"], trainable_modules=["classifier"], block_size=16)
+    state = {n: p.requires_grad for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="rank=9 is larger than"):
+        add_adapters(model, "lora", ["v_proj"], rank=9)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == state and len(adapter_layers(model)) == 1
+
+
+def test_save_pretrained_of_an_adapted_model_is_refused_until_merged(tmp_path):
+    """Issue #18: save_pretrained before merging wrote query.base_layer.weight + query.kernel, and a plain
+    from_pretrained re-initialised query/value at random. Refused, pointing to what works; nothing written."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    model = transformers.BertForSequenceClassification(config).eval()
+    add_adapters(model, "c3a", ["query", "value"], block_size=8, trainable_modules=["classifier"])
+    with pytest.raises(ValueError, match=r"has c3a adapters.*merge_and_unload\(model\)\.save_pretrained.*save_adapter"):
+        model.save_pretrained(tmp_path / "checkpoint")
+    assert not (tmp_path / "checkpoint").exists()
+    copied = copy.deepcopy(model)  # the refusal travels with a copy, and a pickle, of the adapted model
+    with pytest.raises(ValueError, match="merge_and_unload"):
+        copied.save_pretrained(tmp_path / "checkpoint")
+    torch.save(model, tmp_path / "whole.pt")
+    merge_and_unload(model).save_pretrained(tmp_path / "merged")
+    unload(copied).save_pretrained(tmp_path / "unloaded")
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    assert (tmp_path / "unloaded" / "model.safetensors").is_file()
+
+
+def _adam_path(scale, lr, groups: bool, steps=8):
+    """ΔW after each AdamW step (eps 1e-8, the CLI's) of a float64 C3A layer whose gradients are as small as
+    C3A's kernel gradients on MiniLM (about 1e-7 at the default scale)."""
+    from c3a_tutorial.c3a.inject import adapter_parameter_groups
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 24).double())
+    x, target = torch.randn(64, 16, dtype=torch.float64), torch.randn(64, 24, dtype=torch.float64)
+    add_adapters(model, "c3a", ["0"], block_size=4, scale=scale)
+    params = adapter_parameter_groups(model, lr=lr) if groups else [{"params": [model[0].kernel], "lr": lr}]
+    optimizer = torch.optim.AdamW(params, eps=1e-8, weight_decay=0.0)
+    path = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (1e-5 * ((model(x) - target) ** 2).mean()).backward()
+        optimizer.step()
+        path.append(model[0].delta_weight().detach().clone())
+    return torch.stack(path)
+
+
+def test_adapter_parameter_groups_make_the_learning_rate_rule_exact():
+    """Scale s at lr η trains like scale 1 at lr s·η only when Adam's ε carries s too."""
+    s, lr = 1 / 16, 0.5
+    default = _adam_path(None, lr, groups=True)
+    unit = _adam_path(1.0, s * lr, groups=True)
+    assert default.abs().max() > 1e-3
+    torch.testing.assert_close(default, unit, atol=1e-12, rtol=1e-9)
+    # One ε for both (what a plain AdamW(model.parameters()) does) gives paths that differ visibly.
+    plain_default, plain_unit = _adam_path(None, lr, groups=False), _adam_path(1.0, s * lr, groups=False)
+    assert ((plain_default - plain_unit).norm() / plain_unit.norm()) > 0.05
+
+
+def test_adapter_parameter_groups_split_adapters_and_head(tiny_model):
+    from c3a_tutorial.c3a.inject import adapter_parameter_groups
+
+    add_adapters(tiny_model, "c3a", ["query", "up"], trainable_modules=["classifier"], block_size=4)
+    with pytest.raises(ValueError, match="pass head_lr"):
+        adapter_parameter_groups(tiny_model, lr=3.0)
+    groups = {g["name"]: g for g in adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3, eps=1e-8)}
+    assert set(groups) == {"c3a scale=0.0833", "other"}  # query and up both have d_in = 12
+    assert groups["c3a scale=0.0833"]["eps"] == pytest.approx(1e-8 / 12) and groups["other"]["eps"] == 1e-8
+    assert groups["other"]["lr"] == 3e-3 and {g["weight_decay"] for g in groups.values()} == {0.0}
+    head = tiny_model.classifier
+    assert {id(p) for p in groups["other"]["params"]} == {id(head.weight), id(head.bias)}
+    assert len(groups["c3a scale=0.0833"]["params"]) == 4  # query and up in both blocks: four kernels
+    trainable = {id(p) for p in tiny_model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups.values() for p in g["params"]} == trainable
+    add_adapters(tiny_model, "lora", ["down"], rank=2)  # d_in 24: LoRA keeps eps
+    groups = {g["name"]: g for g in adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3)}
+    assert groups["lora"]["eps"] == 1e-8 and len(groups["lora"]["params"]) == 4
+    with pytest.raises(ValueError, match="eps must be a positive finite number"):
+        adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3, eps=0.0)

@@ -135,3 +135,24 @@ def test_scale_times_lr_is_what_adam_sees():
     # The same lr for both is not the same training: the rule is not a tautology of the test.
     same_lr = _train(C3ALinear(copy.deepcopy(base), block_size=4, scale=1.0), lr=lr)
     assert (same_lr - default).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -1.0, 0.0])
+def test_a_scale_that_is_not_a_positive_number_is_refused(scale):
+    """Issue #18: scale=nan/inf/-1 built a layer whose ΔW is nan, inf or points the other way, silently."""
+    with pytest.raises(ValueError, match=rf"scale must be a positive finite number, got {scale}"):
+        C3ALinear(_base(), block_size=8, scale=scale)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -2.0, float("nan"), float("inf")])
+def test_a_lora_alpha_that_is_not_a_positive_number_is_refused(alpha):
+    """alpha=0 makes ΔW zero for ever: training would move nothing and say nothing."""
+    with pytest.raises(ValueError, match=rf"alpha must be a positive finite number, got {alpha}"):
+        LoRALinear(_base(), rank=4, alpha=alpha)
+
+
+def test_a_lora_rank_above_the_layer_width_is_refused():
+    """A rank above min(d_in, d_out) adds parameters and no rank: ΔW = B A has rank ≤ min(d_in, d_out)."""
+    LoRALinear(_base(16, 24), rank=16)  # the largest rank that still means something
+    with pytest.raises(ValueError, match=r"rank=17 is larger than the layer .*in_features=16, out_features=24.*≤ 16"):
+        LoRALinear(_base(16, 24), rank=17, name="the layer")

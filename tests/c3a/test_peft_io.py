@@ -145,6 +145,10 @@ def test_merged_weights_match(tmp_path, method, kwargs):
         torch.testing.assert_close(theirs[key], ours[key], atol=1e-6, rtol=0, msg=key)
 
 
+NO_SCALE = "ignore:The PEFT C3A adapter carries no C3A scale"  # a live PeftModel: tested below
+
+
+@pytest.mark.filterwarnings(NO_SCALE)
 @pytest.mark.parametrize("method,kwargs", [("c3a", {"block_size": 8}), ("lora", {"rank": 4, "alpha": 8.0})])
 def test_round_trip_ours_peft_ours_is_exact(tmp_path, method, kwargs):
     model, base = adapted_bert(method, **kwargs)
@@ -164,6 +168,7 @@ def test_round_trip_ours_peft_ours_is_exact(tmp_path, method, kwargs):
         }
 
 
+@pytest.mark.filterwarnings(NO_SCALE)
 def test_import_from_peft_trained_model(tmp_path):
     """A C3A adapter created by PEFT itself comes over with the same logits."""
     peft_model = get_peft_model(
@@ -237,3 +242,49 @@ def test_export_after_an_inference_load_keeps_the_head(tmp_path):
     loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "peft").eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(**inputs()).logits, model(**inputs()).logits, atol=1e-5, rtol=0)
+
+
+def test_a_non_default_scale_survives_ours_peft_ours(tmp_path):
+    """Issue #18: import_from_peft reset scale=1.0 to 1/d_in. The logits agreed, but resumed training at the same
+    learning rate then moved ΔW d_in (here 32) times slower. The scale rides in the weights file's metadata,
+    which PEFT ignores: PEFT's logits still match."""
+    model, base = adapted_bert("c3a", block_size=8, scale=1.0)
+    export_to_peft(model, tmp_path)
+    with torch.no_grad():
+        peft_logits = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()(**inputs()).logits
+        torch.testing.assert_close(peft_logits, model(**inputs()).logits, atol=1e-5, rtol=0)
+    back = import_from_peft(tmp_path, model=copy.deepcopy(base))
+    for name, layer in adapter_layers(model).items():
+        theirs = back.get_submodule(name)
+        assert theirs.scale == layer.scale == 1.0, name
+        torch.testing.assert_close(theirs.kernel, layer.kernel, atol=0, rtol=2**-23)  # one float32 rounding
+    # PEFT's own save drops the metadata; a live PeftModel carries no scale either. Then scale= says which one.
+    live = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
+    with pytest.warns(UserWarning, match="no C3A scale.*1/d_in"):
+        default = import_from_peft(live)
+    assert {layer.scale for layer in adapter_layers(default).values()} == {1 / 32}
+    chosen = import_from_peft(PeftModel.from_pretrained(copy.deepcopy(base), tmp_path), scale=1.0)
+    for name, layer in adapter_layers(model).items():
+        torch.testing.assert_close(chosen.get_submodule(name).kernel, layer.kernel, atol=0, rtol=2**-23)
+    with torch.no_grad():
+        for other in (back, default, chosen):
+            torch.testing.assert_close(other.eval()(**inputs()).logits, model(**inputs()).logits, atol=1e-5, rtol=0)
+
+
+def test_an_unknown_task_type_is_refused(tmp_path):
+    model, _ = adapted_bert("lora", rank=2)
+    with pytest.raises(ValueError, match=r"task_type='NOPE' is not a PEFT task type; choose one of .*'SEQ_CLS'"):
+        export_to_peft(model, tmp_path / "out", task_type="NOPE")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_export_where_no_directory_can_be_written_is_one_clear_error(tmp_path):
+    model, _ = adapted_bert("lora", rank=2)
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(ValueError, match=r"Cannot save the PEFT adapter to .*: .*file is a file, not a directory"):
+        export_to_peft(model, tmp_path / "file" / "peft")
+    with pytest.raises(ValueError, match=r"Cannot save the PEFT adapter to .*: it is a file, and a directory is"):
+        export_to_peft(model, tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "a file"
+    export_to_peft(model, tmp_path / "new" / "peft")  # missing folders are created, as PEFT's save_pretrained does
+    assert (tmp_path / "new" / "peft" / "adapter_config.json").is_file()

@@ -70,3 +70,40 @@ def test_help_opens_with_a_usage_example_that_runs(tmp_path, monkeypatch):
     exec(compile(example, "c3a_tutorial.__doc__", "exec"), namespace)
     assert (tmp_path / "adapter.safetensors").is_file()
     assert not adapter_layers(namespace["model"])
+
+
+def readme_block(containing: str) -> str:
+    """The python block of the README's practitioner section that contains ``containing``."""
+    section = README.read_text().split(HEADING, 1)[1].split("\n## ", 1)[0]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.S) if containing in b]
+    assert len(blocks) == 1, f"README.md's {HEADING!r} has {len(blocks)} python blocks with {containing!r}"
+    return blocks[0]
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+def test_readme_evaluates_an_adapter_the_command_line_saved(tmp_path, monkeypatch, capsys):
+    """The README's "Evaluate an adapter saved by the command line", on an adapter the CLI trained: the block's
+    logits are the trained model's logits on the whole test split."""
+    pytest.importorskip("transformers")
+    from c3a_tutorial.experiments import backbone, train
+    from c3a_tutorial.experiments import finetune as cli
+
+    model_dir = make_tiny_bert(tmp_path / "tiny_bert")
+    results = []
+    monkeypatch.setattr(cli, "finetune", lambda *a, **k: results.append(train.finetune(*a, **k)) or results[-1])
+    monkeypatch.chdir(tmp_path)
+    argv = ["--model", str(model_dir), "--method", "c3a", "--block-size", "8", "--lr", "1.0", "--epochs", "1"]
+    argv += ["--max-steps", "2", "--train-size", "32", "--eval-size", "16", "--batch-size", "16", "--no-progress"]
+    cli.main([*argv, "--device", "cpu", "--save-adapter", "runs/c3a.safetensors"])
+    (result,) = results
+
+    monkeypatch.setattr(backbone, "default_model_path", lambda: model_dir)  # the block's None: this run's model
+    namespace = {}
+    exec(compile(readme_block("load_dataset("), str(README), "exec"), namespace)
+    texts = [text for text, _ in result.data.test]
+    expected = train.predict(result.model, result.tokenizer, texts, max_length=128)
+    assert len(texts) > 100 and expected.shape == namespace["logits"].shape
+    torch.testing.assert_close(namespace["logits"], expected, atol=1e-5, rtol=0)
+    labels = torch.tensor([label for _, label in result.data.test])
+    assert namespace["accuracy"] == pytest.approx((expected.argmax(-1) == labels).float().mean().item())
+    assert f"test accuracy {namespace['accuracy']:.3f} on {len(texts)} examples" in capsys.readouterr().out

@@ -2,17 +2,20 @@
 ``FinetuneConfig`` with their defaults shown, and the trained adapter kept with --save-adapter and
 --export-peft, reloaded into a fresh model with the trained model's logits."""
 
+import json
 import re
 from dataclasses import MISSING, fields
 
 import pytest
 import torch
 
-from c3a_tutorial import load_adapter
+from c3a_tutorial import adapter_layers, load_adapter
 from c3a_tutorial.experiments import finetune as cli
 from c3a_tutorial.experiments import train
 from c3a_tutorial.experiments.backbone import load_classifier
 from c3a_tutorial.experiments.config import FinetuneConfig
+
+from ..bad_input import assert_usage_error, unwritable_directory
 
 TEXTS = ["Return the event loop of this thread.", "Parse an e-mail message from a string.", "Start a new process."]
 
@@ -137,3 +140,109 @@ def test_a_size_that_fits_only_some_target_layers_lists_the_sizes_that_fit_all(t
     )
     cli.check_sizes_fit(FinetuneConfig(target_modules=["query", "intermediate.dense"], block_size=16), ["c3a"], model)
     cli.check_sizes_fit(config, ["lora", "full"], model)  # LoRA's rank fits any layer; full has no size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2, nothing trained, nothing written (issue #18). New options join here.
+
+
+def _existing_file(t, name="out.json"):
+    (t / name).write_text("an earlier run's record")
+    return str(t / name)
+
+
+def _directory(t, name="out", with_file=False):
+    (t / name).mkdir()
+    if with_file:
+        (t / name / "keep.txt").write_text("someone's file")
+    return str(t / name)
+
+
+def _under_a_file(t, name="out.json"):
+    (t / "file").write_text("a file, not a folder")
+    return str(t / "file" / name)
+
+
+def _unwritable(t, name="out.json"):
+    return str(unwritable_directory(t) / name)
+
+
+BAD_INPUTS = [  # (id, argv from the temporary folder, what the one-line error must say)
+    ("target-modules-foo", lambda t: ["--target-modules", "foo"], "--target-modules foo matches no linear layer"),
+    ("block-size-7", lambda t: ["--block-size", "7"], "--block-size 7 does not divide"),
+    ("rank-above-width", lambda t: ["--method", "lora", "--rank", "33"], "--rank 33 is larger than"),
+    ("epochs-0", lambda t: ["--epochs", "0"], "epochs must be a positive integer"),
+    ("batch-size-negative", lambda t: ["--batch-size", "-1"], "batch_size must be a positive integer"),
+    ("max-steps-0", lambda t: ["--max-steps", "0"], "max_steps must be a positive integer"),
+    ("lr-negative", lambda t: ["--lr", "-1"], "lr must be a positive number"),
+    ("lr-inf", lambda t: ["--lr", "inf"], "'inf' is not a finite number"),
+    ("head-lr-nan", lambda t: ["--head-lr", "nan"], "'nan' is not a finite number"),
+    ("warmup-1.5", lambda t: ["--warmup-fraction", "1.5"], "warmup_fraction must be in [0, 1)"),
+    ("device-tpu", lambda t: ["--device", "tpu"], "'tpu' is not a device name"),
+    ("model-missing", lambda t: ["--model", str(t / "no_model")], "Could not load the model"),
+    ("dataset-unknown", lambda t: ["--dataset", "nope"], "invalid choice: 'nope'"),
+    ("full-save-adapter", lambda t: ["--method", "full", "--save-adapter", str(t / "a.pt")], "choose one adapter"),
+    ("output-exists", lambda t: ["--output", _existing_file(t)], "out.json already exists: pass --force"),
+    ("output-directory", lambda t: ["--output", _directory(t)], "it is a directory, and a file name is needed"),
+    ("output-under-file", lambda t: ["--output", _under_a_file(t)], "file is a file, not a directory"),
+    ("output-unwritable", lambda t: ["--output", _unwritable(t)], "is not writable"),
+    ("save-adapter-exists", lambda t: ["--save-adapter", _existing_file(t, "a.pt")], "a.pt already exists"),
+    ("save-adapter-directory", lambda t: ["--save-adapter", _directory(t)], "it is a directory"),
+    ("save-adapter-under-file", lambda t: ["--save-adapter", _under_a_file(t, "a.pt")], "is a file, not a directory"),
+    ("save-adapter-unwritable", lambda t: ["--save-adapter", _unwritable(t, "a.pt")], "is not writable"),
+    ("export-peft-file", lambda t: ["--export-peft", _existing_file(t, "peft")], "it is a file, and a directory"),
+    ("export-peft-not-empty", lambda t: ["--export-peft", _directory(t, "peft", True)], "peft already exists"),
+    ("export-peft-under-file", lambda t: ["--export-peft", _under_a_file(t, "peft")], "is a file, not a directory"),
+    ("export-peft-unwritable", lambda t: ["--export-peft", _unwritable(t, "peft")], "is not writable"),
+    ("two-outputs-one-path", lambda t: ["--output", str(t / "x"), "--save-adapter", str(t / "x")],
+     "is also --output's path"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make_argv, fragment", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_status_2_and_nothing_written(
+    tiny_dir, tmp_path, monkeypatch, capsys, make_argv, fragment
+):
+    def never(*args, **kwargs):
+        raise AssertionError("training started despite a bad input")
+
+    monkeypatch.setattr(cli, "finetune", never)
+    base = ["--model", str(tiny_dir), "--block-size", "8", "--device", "cpu", "--no-progress", "--max-length", "16"]
+    argv = [*base, *make_argv(tmp_path)]
+    assert_usage_error(cli.main, argv, "python -m c3a_tutorial.finetune", fragment, tmp_path, capsys)
+
+
+def test_force_replaces_and_a_failed_output_does_not_stop_the_others(tiny_dir, tmp_path, monkeypatch, capsys):
+    """Issue #18: an --export-peft that failed at the end (after training) also lost the JSON record. Each output
+    is now written on its own; the failure is named and the exit status is 1. --force replaces earlier outputs."""
+    record, adapter, peft_dir = tmp_path / "run.json", tmp_path / "a.safetensors", tmp_path / "peft"
+    record.write_text("old")
+    adapter.write_text("old")
+    peft_dir.mkdir()
+    (peft_dir / "adapter_config.json").write_text("old")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "export_to_peft", disk_full)
+    argv = ["--model", str(tiny_dir), "--block-size", "8", "--device", "cpu", "--no-progress", "--max-length", "16"]
+    argv += ["--train-size", "16", "--eval-size", "8", "--batch-size", "8", "--max-steps", "1", "--epochs", "1"]
+    argv += ["--output", str(record), "--save-adapter", str(adapter), "--export-peft", str(peft_dir), "--force"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: --export-peft {peft_dir}: the PEFT adapter was not written (OSError:"), err
+    assert json.loads(record.read_text())["method"] == "c3a"
+    fresh, _ = load_classifier(str(tiny_dir), num_labels=8)
+    assert adapter_layers(load_adapter(fresh, adapter))
+    assert (peft_dir / "adapter_config.json").read_text() == "old"  # the failed one, as it was
+
+
+def test_help_states_the_optimizer(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in ("AdamW", "weight decay 0", "eps 1e-8 times the C3A scale", "clipped to norm 1",
+                     "rises linearly over the first --warmup-fraction", "falls linearly to zero"):  # fmt: skip
+        assert fragment in text, fragment
