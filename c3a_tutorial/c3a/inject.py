@@ -253,14 +253,17 @@ def adapter_parameter_groups(
     A C3A layer's ``ΔW = scale · C(w)``, so its kernel's gradient carries ``scale`` too (about 2e-7 at the
     default ``1/d_in`` on MiniLM): Adam's step ``m / (√v + ε)`` then depends on ε, and scale ``s`` at lr ``η``
     is *not* scale 1 at ``s·η``. With ``ε = s · eps`` it is, exactly (numerator and denominator both carry
-    ``s``). So each C3A scale gets its own group with ``eps = scale · eps``; LoRA layers and every other
-    trainable parameter (the head, which needs its own, LoRA-like ``head_lr``) keep ``eps``. Weight decay
+    ``s``). So each adapter scale gets its own group with ``eps = scale · eps``: C3A's, and LoRA's ``alpha / r``
+    too (its ``A`` and ``B`` gradients carry the scale in the same way, so Adam's step on them no longer depends
+    on it; for LoRA that keeps the scale a pure multiplier of ``ΔW``, not an exact lr rule, since ``ΔW = s·B·A``
+    is bilinear). Every other trainable parameter (the head, which needs its own, LoRA-like ``head_lr``) keeps
+    ``eps``. The training code (``experiments.train``) uses these groups. Weight decay
     is 0 in every group: decoupled decay would shrink ``w`` at a rate set by ``lr`` alone, which breaks the
     rule. Only parameters with ``requires_grad`` are included.
 
         optimizer = torch.optim.AdamW(adapter_parameter_groups(model, lr=3.0, head_lr=3e-3))
 
-    Each group has a ``"name"`` (``"c3a scale=0.0026"``, ``"lora"``, ``"other"``) for logs.
+    Each group has a ``"name"`` (``"c3a scale=0.0026"``, ``"lora scale=1"``, ``"other"``) for logs.
     """
     check_positive_finite("lr", lr)
     check_positive_finite("eps", eps)
@@ -272,11 +275,10 @@ def adapter_parameter_groups(
     for layer in layers.values():
         own = [p for n, p in layer.named_parameters() if not n.startswith("base_layer.") and p.requires_grad]
         in_adapters.update(id(p) for p in layer.parameters())
-        c3a = layer.method == "c3a"
-        key = (layer.method, layer.scale if c3a else None)
-        name = f"c3a scale={layer.scale:.3g}" if c3a else layer.method
+        key = (layer.method, float(layer.scale))
+        name = f"{layer.method} scale={layer.scale:.3g}"
         group = groups.setdefault(
-            key, {"params": [], "lr": lr, "eps": eps * layer.scale if c3a else eps, "weight_decay": 0.0, "name": name}
+            key, {"params": [], "lr": lr, "eps": eps * float(layer.scale), "weight_decay": 0.0, "name": name}
         )
         group["params"] += own
     other = [p for p in model.parameters() if p.requires_grad and id(p) not in in_adapters]

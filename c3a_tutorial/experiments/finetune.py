@@ -95,7 +95,8 @@ OUTPUTS = (("output", "file", "the JSON record"), ("save_adapter", "file", "the 
            ("export_peft", "directory", "the PEFT adapter"))  # fmt: skip
 OPTIMIZER_HELP = (
     "Optimizer: AdamW (betas 0.9, 0.999; weight decay 0) in two parameter groups: the adapters (every weight "
-    "but the head, for full) at --lr with eps 1e-8 times the C3A scale (1e-8 for LoRA and full), and the new "
+    "but the head, for full) at --lr with eps 1e-8 times the adapter's ΔW scale (C3A's 1/d_in, LoRA's "
+    "alpha/r; 1e-8 for full fine-tuning), and the new "
     "classification head at --head-lr with eps 1e-8. Gradients are clipped to norm "
     f"{MAX_GRAD_NORM:g} before each step. The learning rate rises linearly over the first --warmup-fraction of "
     "the steps, then falls linearly to zero at the last step. With eps scaled so, C3A's scale s at lr η trains "

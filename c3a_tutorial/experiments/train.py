@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..c3a.inject import adapter_layers, trainable_parameters
+from ..c3a.inject import adapter_layers, adapter_parameter_groups, trainable_parameters
 from .backbone import load_classifier
 from .config import ADAM_EPS, MAX_GRAD_NORM, WEIGHT_DECAY, FinetuneConfig, validate_config
 from .data import TextDataset, load_dataset
@@ -61,27 +61,16 @@ def build_model(config: FinetuneConfig, num_labels: int):
 
 
 def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float, eps: float = ADAM_EPS) -> list[dict]:
-    """AdamW groups: the classifier head at ``head_lr``; every other trainable parameter at ``lr``, those of this
-    package's adapters with ε multiplied by their ``ΔW`` scale (one group per scale), so that the scale × lr rule
-    is exact."""
-    scaled = {}  # id(param) -> the scale of the adapter layer it belongs to
-    for layer in adapter_layers(model).values():
-        for param in layer.parameters():
-            if param.requires_grad:
-                scaled[id(param)] = float(layer.scale)
-    head, body, by_scale = [], [], {}
+    """AdamW groups. With this package's adapters: ``adapter_parameter_groups`` (each adapter scale its own group,
+    ε multiplied by the scale, so that the scale × lr rule is exact; the head at ``head_lr``). Otherwise (full
+    fine-tuning, PEFT's methods): the head at ``head_lr``, every other trainable parameter at ``lr``, ε as given."""
+    if adapter_layers(model):
+        return adapter_parameter_groups(model, lr, head_lr, eps)
+    head, body = [], []
     for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if is_head_parameter(name):
-            head.append(param)
-        elif id(param) in scaled:
-            by_scale.setdefault(scaled[id(param)], []).append(param)
-        else:
-            body.append(param)
-    groups = [{"params": body, "lr": lr, "eps": eps}]
-    groups += [{"params": ps, "lr": lr, "eps": eps * s} for s, ps in sorted(by_scale.items())]
-    groups.append({"params": head, "lr": head_lr, "eps": eps})
+        if param.requires_grad:
+            (head if is_head_parameter(name) else body).append(param)
+    groups = [{"params": body, "lr": lr, "eps": eps}, {"params": head, "lr": head_lr, "eps": eps}]
     return [g for g in groups if g["params"]]
 
 

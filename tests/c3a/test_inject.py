@@ -412,8 +412,8 @@ def test_adapter_parameter_groups_split_adapters_and_head(tiny_model):
     assert len(groups["c3a scale=0.0833"]["params"]) == 4  # query and up in both blocks: four kernels
     trainable = {id(p) for p in tiny_model.parameters() if p.requires_grad}
     assert {id(p) for g in groups.values() for p in g["params"]} == trainable
-    add_adapters(tiny_model, "lora", ["down"], rank=2)  # d_in 24: LoRA keeps eps
+    add_adapters(tiny_model, "lora", ["down"], rank=2, alpha=8)  # LoRA's scale alpha / r = 4 scales its eps too
     groups = {g["name"]: g for g in adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3)}
-    assert groups["lora"]["eps"] == 1e-8 and len(groups["lora"]["params"]) == 4
+    assert groups["lora scale=4"]["eps"] == pytest.approx(4e-8) and len(groups["lora scale=4"]["params"]) == 4
     with pytest.raises(ValueError, match="eps must be a positive finite number"):
         adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3, eps=0.0)

@@ -52,13 +52,19 @@ def test_same_seed_same_run(tiny_dir, stdlib):
     assert a["loss_curve"] == b["loss_curve"] and a["rank_checksums"] == b["rank_checksums"]
 
 
-def test_parameter_groups_put_the_head_at_head_lr(tiny_dir):
-    model, _ = ft.build_model(_config(tiny_dir, method="lora"), num_labels=3)
+@pytest.mark.parametrize("method, scale", [("lora", 8 / 8), ("c3a", 1 / 32), ("dora", None), ("full", None)])
+def test_parameter_groups_put_the_head_at_head_lr_and_scale_eps_with_our_adapters(tiny_dir, method, scale):
+    model, _ = ft.build_model(_config(tiny_dir, method=method, block_size=8), num_labels=3)
     groups = ft.parameter_groups(model, lr=1e-3, head_lr=5e-2)
     assert [g["lr"] for g in groups] == [1e-3, 5e-2]
-    head_ids = {id(p) for p in model.classifier.parameters()}
+    # This package's adapters: eps × their ΔW scale (LoRA r=8, alpha 8: 1; C3A on tiny BERT: 1/d_in = 1/32).
+    # PEFT's methods and full fine-tuning: Adam's plain eps.
+    assert groups[0]["eps"] == pytest.approx(1e-8 * (scale or 1.0)) and groups[1]["eps"] == 1e-8
+    head_ids = {id(p) for n, p in model.named_parameters() if p.requires_grad and "classifier" in n}
     assert {id(p) for p in groups[1]["params"]} == head_ids
     assert not head_ids & {id(p) for p in groups[0]["params"]}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups for p in g["params"]} == trainable
 
 
 def test_the_bundled_model_loads_offline():
