@@ -50,6 +50,7 @@ from pathlib import Path
 import torch
 
 from ..c3a.layers import AdapterLinear
+from ..c3a.paths import output_problem
 from . import sweep_report
 from .backbone import resolve_model
 from .config import DEFAULT_HEAD_LR, DEFAULT_LR, FinetuneConfig
@@ -327,14 +328,9 @@ def check_output(output: Path, force: bool = False) -> None:
     """Refuse, before any run, an output the sweep could not write or would write over something else's."""
     if output.suffix != ".json":
         raise ValueError(f"--output {output}: give a .json file (its table .md and figure .png go beside it).")
-    if output.is_dir():
-        raise ValueError(f"--output {output} is a directory; give a .json file inside it.")
-    parent = output.parent
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ValueError(f"--output {output}: {existing} is a file, not a directory.")
-    if existing is not None and not os.access(existing, os.W_OK):
-        raise ValueError(f"--output {output}: {existing} is not writable.")
+    problem = output_problem(output, "file", create_parents=True)
+    if problem:
+        raise ValueError(f"--output {output}: {problem}.")
     if not output.exists() and not force:
         for beside in (output.with_suffix(".md"), output.with_suffix(".png")):
             if beside.exists():

@@ -342,7 +342,7 @@ def test_bad_output_paths_are_refused_before_any_run(tiny_dir, tmp_path, capsys,
     (tmp_path / "a_dir.json").mkdir()
     (tmp_path / "other.md").write_text("someone's notes")
     out, extra, message = {
-        "directory": (tmp_path / "a_dir.json", [], "is a directory"),
+        "directory": (tmp_path / "a_dir.json", [], "it is a directory"),
         "parent-is-a-file": (tmp_path / "a_file" / "sweep.json", [], "is a file, not a directory"),
         "not-json": (tmp_path / "sweep.txt", [], "give a .json file"),
         "report-without-json": (tmp_path / "other.json", [], "other.md exists but other.json does not"),
