@@ -21,6 +21,7 @@ import argparse
 import torch
 
 from ..c3a.counting import lora_rank_for_budget
+from ..cli_types import whole_number
 from .explorer import REAL, make_target
 from .fitting import best_c3a_fit, best_lora_fit, fit_update
 
@@ -58,23 +59,6 @@ def takeaway(rows: list) -> str:
     )
 
 
-def _integer(minimum: int):
-    """An argparse type: an integer of at least ``minimum``, or a one-line usage error saying so."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {value}"
-            )
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m c3a_tutorial.demo",
@@ -82,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--dim", type=_integer(1), default=128, help="the targets are dim x dim (MiniLM ΔW only up to 192)"
+        "--dim", type=whole_number(1), default=128, help="the targets are dim x dim (MiniLM ΔW only up to 192)"
     )
     parser.add_argument(
-        "--block-sizes", type=_integer(1), nargs="+", default=[8, 16, 32], help="C3A block sizes; each divides dim"
+        "--block-sizes", type=whole_number(1), nargs="+", default=[8, 16, 32], help="C3A block sizes; each divides dim"
     )
-    parser.add_argument("--steps", type=_integer(1), default=300, help="Adam steps per fit")
-    parser.add_argument("--seed", type=_integer(0), default=0, help="seeds the targets and the fits")
+    parser.add_argument("--steps", type=whole_number(1), default=300, help="Adam steps per fit")
+    parser.add_argument("--seed", type=whole_number(0), default=0, help="seeds the targets and the fits")
     return parser
 
 

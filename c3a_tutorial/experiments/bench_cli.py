@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import matplotlib
 import torch
 
+from ..cli_types import whole_number
 from .bench import DEFAULT_METHODS, DEFAULT_SHAPES, DEFAULT_TOKENS, TIMERS, TINY, run_benchmark
 from .bench_methods import BENCH_METHODS, fits, parse_method
 from .bench_report import format_table, load_results, refuse_existing, save_results, write_plot
@@ -37,19 +38,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _fail(message: str):
     _parser().error(message)
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} is below {minimum}; give a whole number ≥ {minimum}")
-        return value
-
-    return parse
 
 
 def _seconds(text: str) -> float:
@@ -101,15 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     add("--device", default="cpu", help="cpu, cuda, mps")
     add("--dtype", default="float32", choices=DTYPES, help="of the input, the base layer and the gradients")
     add("--shapes", type=_shape, nargs="+", help=f"d_outxd_in ... (default {' '.join(map(_name, DEFAULT_SHAPES))})")
-    add("--tokens", type=_count(1), nargs="+", help=f"token counts N (default {' '.join(map(str, DEFAULT_TOKENS))})")
+    tokens = " ".join(map(str, DEFAULT_TOKENS))
+    add("--tokens", type=whole_number(1), nargs="+", help=f"token counts N (default {tokens})")
     add("--methods", type=_method, nargs="+", help=f"default {' '.join(DEFAULT_METHODS)}")
-    add("--repeats", type=_count(1), default=20, help="rounds over all methods (3 with --tiny)")
-    add("--warmup", type=_count(0), default=2, help="untimed rounds first (1 with --tiny)")
+    add("--repeats", type=whole_number(1), default=20, help="rounds over all methods (3 with --tiny)")
+    add("--warmup", type=whole_number(0), default=2, help="untimed rounds first (1 with --tiny)")
     add("--time-budget", type=_seconds, default=None, help="seconds per shape/token cell (fewer repeats if needed)")
     add("--timer", choices=TIMERS, default="auto", help="cpu: process CPU time (shared machines)")
-    add("--threads", type=_count(1), default=None, help="torch CPU threads (default: torch's choice)")
+    add("--threads", type=whole_number(1), default=None, help="torch CPU threads (default: torch's choice)")
     add("--profile", action="store_true", help="also profile the C3A operator: FFT, GEMM, copies (CPU or CUDA)")
-    add("--profile-repeats", type=_count(1), default=5, help="timed runs per profiled cell")
+    add("--profile-repeats", type=whole_number(1), default=5, help="timed runs per profiled cell")
     add("--out", default=None, help=f"JSON file (default: a new time-stamped file under {SCRATCH_DIR}/)")
     add("--plot", default=None, help="PNG file (default: the JSON path with .png; with --show: no plot)")
     add("--force", action="store_true", help="replace --out / --plot if they exist")

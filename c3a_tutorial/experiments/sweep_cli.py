@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 
 import torch
 
+from ..cli_types import positive_number, whole_number
 from .config import validate_config
 from .device import pick_device
 from .methods import EXPERIMENT_METHODS, get_experiment_method
@@ -29,36 +29,6 @@ from .sweep import (
     run_sweep,
 )
 from .sweep_report import format_sweep_table, write_report
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seeds are 0 or more, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive, finite number")
-    return value
 
 
 def _pairs(items: list[str], what: str, convert) -> dict[str, tuple]:
@@ -108,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M=LR",
         help="a fixed lr for every setting of a method: no grid (default: none)",
     )
-    p.add_argument("--lr-seeds", type=_seed, nargs="+", default=d.lr_seeds, help="seeds of the lr grids (default: 0)")
+    seeds_help = "seeds of the lr grids (default: 0)"
+    p.add_argument("--lr-seeds", type=whole_number(0), nargs="+", default=d.lr_seeds, help=seeds_help)
     p.add_argument(
         "--lr-extensions",
         type=int,
@@ -117,32 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None, help="HF model id or local path (default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--dataset", default=d.dataset, choices=("stdlib", "sst2"), help=f"(default: {d.dataset})")
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"(default: {d.epochs})")
+    p.add_argument("--epochs", type=whole_number(1), default=d.epochs, help=f"(default: {d.epochs})")
     p.add_argument(
-        "--max-length", type=_positive_int, default=d.max_length, help=f"tokens per example (default: {d.max_length})"
+        "--max-length", type=whole_number(1), default=d.max_length, help=f"tokens per example (default: {d.max_length})"
     )
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=whole_number(1),
         default=d.batch_size,
         help=f"examples per step, per process (default: {d.batch_size})",
     )
-    p.add_argument("--head-lr", type=_positive_float, default=d.head_lr, help=f"(default: {d.head_lr:g})")
+    p.add_argument("--head-lr", type=positive_number, default=d.head_lr, help=f"(default: {d.head_lr:g})")
     p.add_argument(
         "--lora-alpha",
-        type=_positive_float,
+        type=positive_number,
         default=d.lora_alpha,
         help=f"LoRA family: ΔW = (α/r)·B·A (default: {d.lora_alpha:g})",
     )
     p.add_argument(
-        "--train-size", type=_positive_int, default=None, help="the first N training examples (default: all)"
+        "--train-size", type=whole_number(1), default=None, help="the first N training examples (default: all)"
     )
     p.add_argument(
-        "--eval-size", type=_positive_int, default=None, help="the first N validation/test examples (default: all)"
+        "--eval-size", type=whole_number(1), default=None, help="the first N validation/test examples (default: all)"
     )
     p.add_argument(
         "--max-steps",
-        type=_positive_int,
+        type=whole_number(1),
         default=None,
         help="stop every run after N steps, for tests (default: no limit)",
     )
@@ -150,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", default=None, help="a label for the machine, stored in every record (default: none)")
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=whole_number(1),
         default=None,
         help="torch CPU threads; 1 per process on a shared machine (default: torch's choice)",
     )
@@ -164,11 +135,11 @@ def _seeds(items: list[str] | None, methods: list[str]) -> dict[str, tuple[int, 
         return {m: DEFAULT_SEEDS.get(m, DEFAULT_SEEDS["full"]) for m in methods}
     if all("=" not in item for item in items):
         try:
-            seeds = tuple(_seed(item) for item in items)
+            seeds = tuple(whole_number(0)(item) for item in items)
         except argparse.ArgumentTypeError as err:
             raise ValueError(f"--seeds: {err}.") from None
         return dict.fromkeys(methods, seeds)
-    given = _pairs(items, "SEED", _seed)
+    given = _pairs(items, "SEED", whole_number(0))
     return {m: given.get(m, DEFAULT_SEEDS.get(m, DEFAULT_SEEDS["full"])) for m in methods}
 
 
@@ -176,7 +147,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     if args.methods is None:
         settings = dict(DEFAULT_SETTINGS)
     else:
-        given = _pairs(args.methods, "SIZE", _positive_int)
+        given = _pairs(args.methods, "SIZE", whole_number(1))
         settings = {}
         for method, sizes in given.items():
             adapter = get_experiment_method(method).is_adapter
@@ -185,12 +156,12 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
             if not adapter and sizes:
                 raise ValueError(f"--methods {method}: full fine-tuning has no budget; write just '{method}'.")
             settings[method] = sizes if adapter else (None,)
-    lr = {m: v[0] for m, v in _pairs(args.lr, "LR", _positive_float).items() if v}
-    if any(len(v) != 1 for v in _pairs(args.lr, "LR", _positive_float).values()):
+    lr = {m: v[0] for m, v in _pairs(args.lr, "LR", positive_number).items() if v}
+    if any(len(v) != 1 for v in _pairs(args.lr, "LR", positive_number).values()):
         raise ValueError("--lr takes one learning rate per method (METHOD=LR); a grid goes in --lr-grid.")
     return SweepConfig(
         settings=settings, seeds=_seeds(args.seeds, list(settings)),
-        lr_grid=_pairs(args.lr_grid, "LR", _positive_float), lr=lr, lr_seeds=tuple(args.lr_seeds),
+        lr_grid=_pairs(args.lr_grid, "LR", positive_number), lr=lr, lr_seeds=tuple(args.lr_seeds),
         lr_extensions=args.lr_extensions, model=args.model,
         dataset=args.dataset, epochs=args.epochs, max_length=args.max_length, batch_size=args.batch_size,
         head_lr=args.head_lr, lora_alpha=args.lora_alpha, train_size=args.train_size, eval_size=args.eval_size,

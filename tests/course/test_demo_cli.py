@@ -8,18 +8,18 @@ from c3a_tutorial.course import demo
 from ..bad_input import assert_usage_error
 
 BAD_INPUTS = [  # (argv, what the one-line error must say)
-    (["--dim", "0"], "argument --dim: must be positive, got 0"),
-    (["--dim", "-4"], "argument --dim: must be positive, got -4"),
-    (["--dim", "x"], "argument --dim: 'x' is not an integer"),
+    (["--dim", "0"], "argument --dim: 0 is below 1"),
+    (["--dim", "-4"], "argument --dim: -4 is below 1"),
+    (["--dim", "x"], "argument --dim: 'x' is not a whole number"),
     (["--dim", "7"], "--block-sizes 8 16 32: a block size must divide --dim 7; valid here: [1, 7]"),
     (["--dim", "193"], "must divide --dim 193; valid here: [1, 193]"),
     (["--dim", "1000"], "--block-sizes 16 32: a block size must divide --dim 1000"),  # 8 fits: it failed after 24 s
-    (["--block-sizes", "0"], "argument --block-sizes: must be positive, got 0"),
+    (["--block-sizes", "0"], "argument --block-sizes: 0 is below 1"),
     (["--block-sizes", "5"], "--block-sizes 5: a block size must divide --dim 128"),
     (["--block-sizes", "256"], "--block-sizes 256: a block size must divide --dim 128"),
-    (["--steps", "0"], "argument --steps: must be positive, got 0"),  # "after 0 Adam steps" was printed
-    (["--steps", "-1"], "argument --steps: must be positive, got -1"),
-    (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),  # every target was skipped, exit 0
+    (["--steps", "0"], "argument --steps: 0 is below 1"),  # "after 0 Adam steps" was printed
+    (["--steps", "-1"], "argument --steps: -1 is below 1"),
+    (["--seed", "-1"], "argument --seed: -1 is below 0"),  # every target was skipped, exit 0
 ]
 
 

@@ -308,19 +308,19 @@ def _non_numeric_accuracy(path: Path) -> Path:
 
 
 BAD_INPUT = [  # (argv after the tiny BERT's, message fragment); each: exit 2, nothing written or changed
-    (["--threads", "-1"], "--threads: -1 must be 1 or more"),
+    (["--threads", "-1"], "--threads: -1 is below 1"),
     (["--threads", "two"], "'two' is not a whole number"),
-    (["--epochs", "0"], "--epochs: 0 must be 1 or more"),
-    (["--methods", "c3a=8", "--seeds", "-1"], "seeds are 0 or more"),
+    (["--epochs", "0"], "--epochs: 0 is below 1"),
+    (["--methods", "c3a=8", "--seeds", "-1"], "-1 is below 0"),
     (["--methods", "foo=3"], "'foo' is not a method"),
     (["--methods", "c3a"], "give its budgets"),
     (["--methods", "full=3"], "full fine-tuning has no budget"),
-    (["--methods", "c3a=0"], "must be 1 or more"),
-    (["--methods", "c3a=8", "--lr", "c3a=-1"], "must be a positive, finite number"),
-    (["--methods", "c3a=8", "--lr", "c3a=nan"], "must be a positive, finite number"),
+    (["--methods", "c3a=0"], "0 is below 1"),
+    (["--methods", "c3a=8", "--lr", "c3a=-1"], "is not a positive, finite number"),
+    (["--methods", "c3a=8", "--lr", "c3a=nan"], "is not a positive, finite number"),
     (["--methods", "c3a=8", "--lr", "c3a=1,2"], "one learning rate per method"),
     (["--methods", "c3a=8", "--lr-grid", "c3a=abc"], "'abc' is not a number"),
-    (["--methods", "c3a=8", "--head-lr", "inf"], "must be a positive, finite number"),
+    (["--methods", "c3a=8", "--head-lr", "inf"], "is not a positive, finite number"),
     (["--methods", "c3a=8", "--lr-extensions", "-1"], "lr_extensions must be 0 or more"),
     (["--methods", "c3a=8", "--device", "tpu"], "'tpu' is not a device name"),
 ]
