@@ -1,5 +1,8 @@
 """Notebook 04's exercise checkers: accept the right answer, name the typical wrong ones."""
 
+import contextlib
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +11,17 @@ import c3a_tutorial
 from c3a_tutorial import block_circulant
 from c3a_tutorial.course import checks
 from c3a_tutorial.course.checks import nb04_layer as checks_04
+
+
+@contextlib.contextmanager
+def names(pattern):
+    """The checker fails, and its message (wrapped for nbgrader validate: compared with its lines joined) says
+    ``pattern`` (a regular expression)."""
+    with pytest.raises(checks.ExerciseError) as err:
+        yield
+    flat = " ".join(str(err.value).split())
+    assert re.search(pattern, flat), flat
+
 
 # ---- the central exercise: an autograd.Function and a layer around it ----
 
@@ -72,7 +86,7 @@ def test_function_checker_accepts_a_right_function(capsys):
     ],
 )
 def test_function_checker_names_the_mistake(mistake, message):
-    with pytest.raises(checks.ExerciseError, match=message):
+    with names(message):
         checks_04.check_c3a_function(_make_function(**mistake))
 
 
@@ -89,7 +103,7 @@ def test_function_checker_names_the_mistake(mistake, message):
     ],
 )
 def test_function_checker_rejects_answers_one_step_from_right(mistake, message):
-    with pytest.raises(checks.ExerciseError, match=message):
+    with names(message):
         checks_04.check_c3a_function(_make_function(**mistake))
 
 
@@ -146,7 +160,7 @@ def test_a_dense_function_is_correct_but_refused():
     x = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
     w = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(dense.apply, (x, w))  # the numbers are right: only the method is wrong
-    with pytest.raises(checks.ExerciseError, match="your forward builds a tensor of shape"):
+    with names("your forward builds a tensor of shape"):
         checks_04.check_c3a_function(dense)
 
 
@@ -162,7 +176,7 @@ def test_a_dense_function_is_correct_but_refused():
     ],
 )
 def test_dense_functions_are_refused_with_the_rule(function, message):
-    with pytest.raises(checks.ExerciseError, match=message):
+    with names(message):
         checks_04.check_c3a_function(function)
 
 
@@ -176,7 +190,7 @@ def test_scipy_and_the_package_operator_are_refused_too():
             scipy.linalg.circulant(w[0, 0].detach().numpy())
             return _make_function().forward(ctx, x, w)
 
-    with pytest.raises(checks.ExerciseError, match="called circulant"):
+    with names("called circulant"):
         checks_04.check_c3a_function(Scipy)
 
     class Package(_make_function()):
@@ -185,7 +199,7 @@ def test_scipy_and_the_package_operator_are_refused_too():
             ctx.save_for_backward(x, w)
             return c3a_tutorial.block_circulant_matmul(x, w)
 
-    with pytest.raises(checks.ExerciseError, match="the package's own C3A operator"):
+    with names("the package's own C3A operator"):
         checks_04.check_c3a_function(Package)
     # and every stand-in is gone afterwards
     assert c3a_tutorial.block_circulant is block_circulant
@@ -201,7 +215,7 @@ def test_a_dense_backward_after_an_fft_forward_is_refused():
             x, w = ctx.saved_tensors
             return grad_y @ _by_hand(w), right.backward(ctx, grad_y)[1]
 
-    with pytest.raises(checks.ExerciseError, match="your backward builds a tensor"):
+    with names("your backward builds a tensor"):
         checks_04.check_c3a_function(DenseBackward)
 
 
@@ -229,7 +243,7 @@ def test_saving_more_than_x_and_w_is_refused():
             ctx.saved_tensors  # noqa: B018 - unpacked here as the learner would; right's backward reads x, w
             return right.backward(_FirstTwo(ctx), grad_y)
 
-    with pytest.raises(checks.ExerciseError, match="saves more than x and w"):
+    with names("saves more than x and w"):
         checks_04.check_c3a_function(SavesSpectra)
 
     class SavesViews(right):  # x reshaped and w: still only x and w
@@ -250,7 +264,7 @@ def test_function_checker_misses_nothing_at_b_le_2_only_because_they_are_symmetr
 
 
 def test_function_checker_rejects_non_functions_and_stubs():
-    with pytest.raises(checks.ExerciseError, match="subclass of torch.autograd.Function"):
+    with names("subclass of torch.autograd.Function"):
         checks_04.check_c3a_function(lambda x, w: x)
 
     class Stub(torch.autograd.Function):
@@ -262,7 +276,7 @@ def test_function_checker_rejects_non_functions_and_stubs():
         def backward(ctx, g):
             raise NotImplementedError
 
-    with pytest.raises(checks.ExerciseError, match="not written yet"):
+    with names("not written yet"):
         checks_04.check_c3a_function(Stub)
 
     class NoBackward(torch.autograd.Function):
@@ -270,7 +284,7 @@ def test_function_checker_rejects_non_functions_and_stubs():
         def forward(ctx, x, w):
             return x
 
-    with pytest.raises(checks.ExerciseError, match="no backward"):
+    with names("no backward"):
         checks_04.check_c3a_function(NoBackward)
 
 
@@ -358,10 +372,10 @@ def test_module_checker(capsys):
     ],
 )
 def test_module_checker_rejects_layers_one_step_from_right(mistake, message):
-    with pytest.raises(checks.ExerciseError, match=message):
+    with names(message):
         checks_04.check_c3a_module(_make_layer(**mistake))
 
 
 def test_a_transposed_delta_weight_is_named_on_a_square_layer():
-    with pytest.raises(checks.ExerciseError, match="delta_weight\\(\\) is transposed"):
+    with names("delta_weight\\(\\) is transposed"):
         checks_04.check_c3a_module(_make_layer(delta_transposed=True), shapes=((6, 6, 1),))

@@ -1,5 +1,8 @@
 """Notebook 05's exercise checkers: accept the right answers, name the typical wrong ones."""
 
+import contextlib
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +10,17 @@ import torch
 from c3a_tutorial import adapter_layers
 from c3a_tutorial.course import checks
 from c3a_tutorial.course.checks import nb05_finetuning as checks_05
+
+
+@contextlib.contextmanager
+def names(pattern):
+    """The checker fails, and its message (wrapped for nbgrader validate: compared with its lines joined) says
+    ``pattern`` (a regular expression)."""
+    with pytest.raises(checks.ExerciseError) as err:
+        yield
+    flat = " ".join(str(err.value).split())
+    assert re.search(pattern, flat), flat
+
 
 # ---- exercise 1: the optimizer's parameter groups
 
@@ -75,7 +89,7 @@ def test_groups_checker_accepts_a_right_answer(capsys):
     ],
 )
 def test_groups_checker_names_the_mistake(mistake, message):
-    with pytest.raises(checks.ExerciseError, match=message):
+    with names(message):
         checks_05.check_optimizer_groups(_make_groups(**mistake))
 
 
@@ -83,20 +97,20 @@ def test_groups_checker_rejects_an_optimizer_a_stub_and_a_crash():
     def optimizer(model, lr, head_lr):
         return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
 
-    with pytest.raises(checks.ExerciseError, match="not the optimizer"):
+    with names("not the optimizer"):
         checks_05.check_optimizer_groups(optimizer)
 
     def stub(model, lr, head_lr):
         raise NotImplementedError()
 
-    with pytest.raises(checks.ExerciseError, match="not written yet"):
+    with names("not written yet"):
         checks_05.check_optimizer_groups(stub)
 
     def first_adapter_only(model, lr, head_lr):  # crashes when there is no adapter (full fine-tuning)
         s = next(iter(adapter_layers(model).values())).scale
         return _make_groups()(model, lr, head_lr) if s else None
 
-    with pytest.raises(checks.ExerciseError, match="full fine-tuning.*StopIteration"):
+    with names("full fine-tuning.*StopIteration"):
         checks_05.check_optimizer_groups(first_adapter_only)
 
 
@@ -110,7 +124,7 @@ def test_the_hidden_cases_need_the_general_answer():
         ]
 
     checks_05.check_optimizer_groups(head_named_by_class)  # one Linear head: the last two are the head
-    with pytest.raises(checks.ExerciseError, match="share a group"):  # a RoBERTa-like head has four
+    with names("share a group"):  # a RoBERTa-like head has four
         checks_05.check_optimizer_groups(head_named_by_class, hidden=True)
 
 
@@ -139,7 +153,7 @@ def test_check_energy_rank_names_forgetting_to_square():
         s = np.sort(s)[::-1]
         return int(np.argmax(np.cumsum(s) / s.sum() >= fraction) + 1)
 
-    with pytest.raises(checks.ExerciseError, match="accumulate s\\*\\*2"):
+    with names("accumulate s\\*\\*2"):
         checks.check_energy_rank(unsquared)
 
 
@@ -148,9 +162,9 @@ def test_check_energy_rank_names_forgetting_to_sort_and_a_missing_return():
         energy = np.asarray(s) ** 2
         return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-12) + 1)
 
-    with pytest.raises(checks.ExerciseError, match="sort the values largest first"):
+    with names("sort the values largest first"):
         checks.check_energy_rank(unsorted)
-    with pytest.raises(checks.ExerciseError, match="return"):
+    with names("return"):
         checks.check_energy_rank(lambda s, fraction: None)
 
 
@@ -161,7 +175,7 @@ def test_check_energy_rank_names_a_strict_inequality(seed):
         share = np.cumsum(energy) / energy.sum()
         return int(np.argmax(share > fraction) + 1) if (share > fraction).any() else len(s) + 1
 
-    with pytest.raises(checks.ExerciseError, match="A strict comparison"):
+    with names("A strict comparison"):
         checks.check_energy_rank(strict, seed=seed)
 
 
@@ -169,7 +183,7 @@ def test_check_energy_rank_rejects_an_off_by_one():
     def zero_based(s, fraction=0.9):
         return _energy_rank(s, fraction) - 1
 
-    with pytest.raises(checks.ExerciseError, match="the smallest k with"):
+    with names("the smallest k with"):
         checks.check_energy_rank(zero_based)
 
 

@@ -89,7 +89,7 @@ MISTAKES = {
 }
 # A fragment of what the checker says about each mistake (feedback must contain it): the rule that was broken.
 MESSAGES = {
-    "nb04_ex1_solution": "which builds the dense d_out × d_in matrix ΔW",
+    "nb04_ex1_solution": "which builds the dense",
     "nb04_ex2_solution": "delta_weight() forgets the scale",
     "nb05_ex1_solution": "share a group with the adapter's",
     "nb05_ex2_solution": "A strict comparison (>)",
