@@ -266,7 +266,7 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
             if _close(got_y, x @ block_circulant(reverse_kernel(w)).T):
                 _fail(
                     f"{where} your forward applies circulant(w[i, j])ᵀ (the kernel as first *row*, PEFT's convention); "
-                    "ours has the kernel as first column: Y_i[f] = Σ_j W_ij[f] X_j[f], no conjugate."
+                    "ours has it as the first column, whose spectrum enters unconjugated (section 2)."
                 )
             if torch.allclose(got_y, want_y, rtol=1e-4, atol=1e-5):
                 _fail(
@@ -274,7 +274,10 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
                     f"in float64 (tolerance {ATOL:g}): most often something computes in single precision (a "
                     ".float(), a float32 constant). Compute in x's own dtype."
                 )
-            _fail(f"{where} your forward differs from x @ block_circulant(w).T: Y_i[f] = Σ_j W_ij[f] X_j[f].")
+            _fail(
+                f"{where} your forward differs from x @ block_circulant(w).T. Compare it with section 2's product per "
+                "frequency: which block index is summed, which one is kept, and irfft back with n=b."
+            )
         if got_x is None or got_w is None:
             _fail("your backward returned None for x or w: return (grad_x, grad_w), both computed.")
         got_x = _as_tensor(got_x, "your grad_x")
@@ -294,7 +297,10 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
                     "mistake: a forward FFT where the inverse belongs. Transform grad_y with rfft and go back "
                     "with irfft."
                 )
-            _fail(f"{where} grad_x differs from grad_y @ ΔW: ∂L/∂x_j = irfft(Σ_i conj(W_ij) G_i, n=b).")
+            _fail(
+                f"{where} grad_x differs from grad_y @ ΔW. Compare it with section 3's first equation: the sum runs "
+                "over the other block index than in the forward (the transposed grid), with which spectrum conjugated?"
+            )
         if not _close(got_w, want_w):
             m, n = w.shape[:2]
             convolution = torch.fft.irfft(
@@ -308,12 +314,15 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
             )
             if _close(got_w, convolution):
                 _fail(
-                    f"{where} grad_w convolves grad_y with x; the kernel gradient is their *correlation*: "
-                    "irfft(Σ_tokens G_i · conj(X_j), n=b)."
+                    f"{where} grad_w convolves grad_y with x; the kernel gradient is their *correlation* (section 3): "
+                    "one of the two spectra enters conjugated."
                 )
             if _close(got_w, want_w.flip(-1).roll(1, dims=-1)):
                 _fail(f"{where} grad_w comes out index-reversed: conjugate X (the input), not G (the output gradient).")
-            _fail(f"{where} grad_w differs from autograd's: ∂L/∂w_ij = irfft(Σ_tokens G_i · conj(X_j), n=b).")
+            _fail(
+                f"{where} grad_w differs from autograd's. Compare it with section 3's second equation: a product of "
+                "the output-gradient and input spectra per block pair (i, j), summed over the tokens."
+            )
         xs = x[:3].clone().requires_grad_(True)
         ws = w.clone().requires_grad_(True)
         with _dense_helpers_refused(fn_class):
