@@ -7,7 +7,8 @@ C3A's update is ``ΔW = s · C(w)`` (``s = 1/d_in`` by default). Train the kerne
 the same start ``ΔW₀`` (zero init: ``s · 0 = 0``), the two runs follow the same path of ``ΔW``. What breaks it:
 a non-zero init (``ΔW₀`` differs by the factor ``s``), weight decay (AdamW shrinks the kernel by ``η · λ`` per
 step, not ``s · η · λ``), plain SGD (its step is proportional to the gradient), and Adam's ``ε``, which acts
-like ``ε / s`` at scale ``s``.
+like ``ε / s`` at scale ``s`` — unless ``ε`` is scaled with ``s`` too (``eps_scaled``): then the rule is exact, which
+is what notebook 05's training loop (and the package's) does for the adapters' optimizer group.
 
 ``scale_lr_runs`` trains one ``C3ALinear`` on a fixed regression task twice (scale ``s`` at ``η``, scale 1 at
 ``s · η``) and reports how far apart the two ``ΔW`` paths are.
@@ -44,15 +45,20 @@ def train_path(
     optimizer: str = "adam",
     weight_decay: float = 0.0,
     eps: float = 1e-8,
+    eps_scaled: bool = False,
     init_weights: str = "zeros",
     dtype=torch.float64,
 ) -> dict:
-    """Train a ``C3ALinear`` kernel; return its loss after every step and ``ΔW`` after every step."""
+    """Train a ``C3ALinear`` kernel; return its loss after every step and ``ΔW`` after every step.
+
+    ``eps_scaled``: Adam's ``ε`` is ``eps × scale`` (in ΔW's units ``eps`` whatever the scale), else ``eps``."""
     base, x, y = _task(d_in, d_out, tokens, seed, dtype)
     torch.manual_seed(seed + 1)  # the same non-zero init for every scale, when one is asked for
     layer = C3ALinear(base, block_size=block_size, scale=scale, init_weights=init_weights)
     if optimizer == "adam":
-        opt = torch.optim.AdamW([layer.kernel], lr=lr, weight_decay=weight_decay, eps=eps)
+        opt = torch.optim.AdamW(
+            [layer.kernel], lr=lr, weight_decay=weight_decay, eps=eps * scale if eps_scaled else eps
+        )
     elif optimizer == "sgd":
         opt = torch.optim.SGD([layer.kernel], lr=lr, weight_decay=weight_decay)
     else:
@@ -77,7 +83,8 @@ def scale_lr_runs(scale: float = 1 / 384, lr: float = 3.0, **kwargs) -> dict:
     """Scale ``s`` at ``lr`` against scale 1 at ``s · lr`` (and, for contrast, scale 1 at ``lr``).
 
     Returns both runs' losses, the path gap, and the gap of the un-rescaled contrast run.
-    ``kwargs`` go to ``train_path`` (``steps``, ``weight_decay``, ``init_weights``, ``optimizer``, ``eps``...).
+    ``kwargs`` go to ``train_path`` (``steps``, ``weight_decay``, ``init_weights``, ``optimizer``, ``eps``,
+    ``eps_scaled``...).
     """
     scaled = train_path(scale, lr, **kwargs)
     rescaled = train_path(1.0, scale * lr, **kwargs)

@@ -16,6 +16,12 @@ def test_scaled_and_rescaled_runs_coincide():
     assert with_eps["gap"] < 0.05
 
 
+def test_an_eps_scaled_with_the_update_makes_the_rule_exact():
+    # Adam's ε at scale s acts like ε / s; with ε = 1e-8 · s in the scaled run the two paths agree to rounding.
+    assert scale_lr_runs(scale=1 / 48, lr=0.5, eps_scaled=True, **SMALL)["gap"] < 1e-9
+    assert scale_lr_runs(scale=1 / 48, lr=0.5, eps=1e-3, **SMALL)["gap"] > 1e-3  # a large fixed ε shows the gap
+
+
 @pytest.mark.parametrize(
     "breaker", [dict(weight_decay=0.5), dict(init_weights="xavier_uniform"), dict(optimizer="sgd")]
 )

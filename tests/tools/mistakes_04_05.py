@@ -1,33 +1,31 @@
-"""Typical wrong answers for the autograded exercises of notebooks 04 and 05 (issue #12).
+"""Typical wrong answers for the autograded exercises of notebooks 04 and 05 (issues #12 and #21).
 
 ``MISTAKES[grade_id]`` is the source of a solution cell as a student might submit it, with that exercise's typical
 mistake. The nbgrader autograde test puts it in place of the solution and expects exactly that exercise's test
-cell to lose its points and keep every other cell's. Each mistake is one the checker names; ``MESSAGES[grade_id]``
-is a fragment of its message. ``tests/course/test_checks_05.py`` runs each one against its checker.
+cell to lose its points and keep every other cell's. Each mistake breaks a rule its checker enforces and names;
+``MESSAGES[grade_id]`` is a fragment of that message. ``tests/course/test_checks_05.py`` runs each one against
+its checker; ``tests/course/test_checks_04.py`` and ``test_checks_05.py`` hold the other typical mistakes.
 """
 
-# 04, Exercise 1: the backward applies C(w) instead of C(w)ᵀ — no conj on the kernel spectrum (PEFT-like: invisible
-# for b ≤ 2, caught at b = 3, 4, 5).
-NB04_EX1_MISSING_CONJ = """
+# 04, Exercise 1: right numbers, wrong method. The question asks for the FFT route that never builds ΔW and keeps
+# only x and w; this Function builds the dense d_out × d_in matrix with block_circulant, keeps it for backward and
+# reads the kernel gradient off the dense gradient. It passes gradcheck: only the method rule rejects it.
+NB04_EX1_DENSE = """
 class MyC3AFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w):
-        m, n, b = w.shape
-        ctx.save_for_backward(x, w)
-        X = torch.fft.rfft(x.reshape(-1, n, b), dim=-1)
-        W = torch.fft.rfft(w, dim=-1)
-        return torch.fft.irfft(torch.einsum("tjf,ijf->tif", X, W), n=b, dim=-1).reshape(-1, m * b)
+        dense = block_circulant(w)
+        ctx.save_for_backward(x, w, dense)
+        return x @ dense.T
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, w = ctx.saved_tensors
+        x, w, dense = ctx.saved_tensors
         m, n, b = w.shape
-        G = torch.fft.rfft(grad_y.reshape(-1, m, b), dim=-1)
-        X = torch.fft.rfft(x.reshape(-1, n, b), dim=-1)
-        W = torch.fft.rfft(w, dim=-1)
-        grad_x = torch.fft.irfft(torch.einsum("tif,ijf->tjf", G, W), n=b, dim=-1).reshape(-1, n * b)
-        grad_w = torch.fft.irfft(torch.einsum("tif,tjf->ijf", G, X.conj()), n=b, dim=-1)
-        return grad_x, grad_w
+        blocks = (grad_y.T @ x).reshape(m, b, n, b).permute(0, 2, 1, 3)
+        r = torch.arange(b)
+        grad_w = torch.stack([blocks[..., r, (r - k) % b].sum(-1) for k in range(b)], dim=-1)
+        return grad_y @ dense, grad_w
 """
 
 # 04, Exercise 2: the scale is forgotten in delta_weight (so merge adds d_in times too much).
@@ -64,23 +62,35 @@ class MyC3ALinear(torch.nn.Module):
         self.merged = False
 """
 
-# 05, Exercise 1: the energy is taken as Σ sᵢ instead of Σ sᵢ² (the squared Frobenius norm).
-NB05_EX1_NOT_SQUARED = '''
+# 05, Exercise 1: one AdamW group for every trainable parameter, the freshly initialised head included, so the head
+# trains at the adapter's learning rate (3.0 for C3A: a thousand times its own).
+NB05_EX1_ONE_GROUP = '''
+def optimizer_groups(model, lr, head_lr):
+    """AdamW's parameter groups: [everything that trains but the head, the head]."""
+    scales = {layer.scale for layer in adapter_layers(model).values()}
+    s = scales.pop() if scales else 1.0
+    return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "eps": 1e-8 * s}]
+'''
+
+# 05, Exercise 2: a strict inequality where the question asks for "at least" the fraction.
+NB05_EX2_STRICT = '''
 def energy_rank(s, fraction=0.9):
     """The smallest k such that the k largest singular values hold `fraction` of sum(s**2)."""
-    values = np.sort(np.abs(np.asarray(s, dtype=float)))[::-1]
-    cumulative = np.cumsum(values) / values.sum()
-    return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)
+    energy = np.sort(np.abs(np.asarray(s, dtype=float)))[::-1] ** 2
+    share = np.cumsum(energy) / energy.sum()
+    return int(np.argmax(share > fraction) + 1)
 '''
 
 MISTAKES = {
-    "nb04_ex1_solution": NB04_EX1_MISSING_CONJ.lstrip("\n"),
+    "nb04_ex1_solution": NB04_EX1_DENSE.lstrip("\n"),
     "nb04_ex2_solution": NB04_EX2_FORGOTTEN_SCALE.lstrip("\n"),
-    "nb05_ex1_solution": NB05_EX1_NOT_SQUARED.lstrip("\n"),
+    "nb05_ex1_solution": NB05_EX1_ONE_GROUP.lstrip("\n"),
+    "nb05_ex2_solution": NB05_EX2_STRICT.lstrip("\n"),
 }
-# A fragment of what the checker says about each mistake (feedback must contain it).
+# A fragment of what the checker says about each mistake (feedback must contain it): the rule that was broken.
 MESSAGES = {
-    "nb04_ex1_solution": "multiply by the *conjugate* kernel spectrum",
+    "nb04_ex1_solution": "which builds the dense",
     "nb04_ex2_solution": "delta_weight() forgets the scale",
-    "nb05_ex1_solution": "counting the singular values themselves",
+    "nb05_ex1_solution": "share a group with the adapter's",
+    "nb05_ex2_solution": "A strict comparison (>)",
 }
