@@ -64,6 +64,11 @@ class TextDataset:
         """Accuracy of always answering the most frequent *training* class, measured on ``split``."""
         return majority_baseline(self.train, getattr(self, split))
 
+    def token_lengths(self, tokenizer, split: str = "train") -> list[int]:
+        """Tokens per example of ``split`` as ``tokenizer`` counts them (special tokens included), untruncated:
+        what a ``max_length`` cuts off."""
+        return [len(tokenizer(text, truncation=False)["input_ids"]) for text, _ in getattr(self, split)]
+
     def summary(self) -> str:
         lines = [
             f"{self.name}: {len(self.labels)} classes, "

@@ -293,6 +293,45 @@ def lr_transfer(results: dict) -> str:
     return "\n".join(lines) or "Fewer than two settings of any method have chosen their lr yet."
 
 
+def truncation_cost(short: dict, long: dict) -> str:
+    """What cutting every example to ``short``'s ``max_length`` costs: the same settings and seeds trained at
+    ``long``'s, seed-paired (long − short), with how many examples each length cuts."""
+    n_short, n_long = short["training"]["max_length"], long["training"]["max_length"]
+    lines = [_cut_examples(short["training"], (n_short, n_long))]
+    a, b = _by_unit(long), _by_unit(short)
+    for unit in sorted(set(a) & set(b)):
+        seeds = sorted(set(a[unit]) & set(b[unit]))
+        if not seeds:
+            continue
+        diff = stats.paired_difference([a[unit][s]["accuracy"] for s in seeds], [b[unit][s]["accuracy"] for s in seeds])
+        name = unit_label(a[unit][seeds[0]])
+        words = stats.verdict(f"{n_long} tokens", f"{n_short} tokens", diff)
+        lr = a[unit][seeds[0]]["lr"]
+        lines.append(f"- {name} (lr {lr:g}, {len(seeds)} seeds): {words}.")
+    return "\n".join(lines)
+
+
+def _cut_examples(training: dict, lengths: tuple[int, ...]) -> str:
+    """How many training and test examples are longer than each of ``lengths`` tokens (the tokenizer's count)."""
+    try:
+        import transformers
+
+        from .backbone import resolve_model
+        from .data import load_dataset
+
+        path = resolve_model(training.get("model"))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)  # never the network
+        data = load_dataset(training.get("dataset", "stdlib"), seed=training.get("split_seed", 0))
+    except Exception as err:  # noqa: BLE001 - the counts are context; the comparison stands without them
+        return f"(Examples cut: not counted here: {type(err).__name__}.)"
+    parts = []
+    for split in ("train", "test"):
+        counts = data.token_lengths(tokenizer, split)
+        cut = ", ".join(f"{100 * sum(c > n for c in counts) / len(counts):.0f}% beyond {n}" for n in lengths)
+        parts.append(f"{split}: median {statistics.median(counts):g} tokens, {cut}")
+    return "Examples longer than the cut (special tokens included): " + "; ".join(parts) + "."
+
+
 def ranking_stability(results: dict) -> str:
     """Whether the order of the settings still moves in the last epoch: Kendall's τ between the settings' mean
     validation accuracy after the second-to-last epoch and after the last."""
@@ -402,10 +441,15 @@ def format_report(results: dict) -> str:
 
 
 def write_report(results: dict, output: str | Path) -> list[Path]:
-    """Write ``<output>.md`` (tables, comparisons) and ``<output>.png`` (figure) beside the JSON."""
+    """Write ``<output>.md`` (tables, comparisons) and ``<output>.png`` (figure) beside the JSON. A sweep of the
+    same settings at another sequence length beside it (``<output>_len<N>.json``) adds what truncation costs."""
     output = Path(output)
     table, figure = output.with_suffix(".md"), output.with_suffix(".png")
-    table.write_text(format_report(results) + "\n", encoding="utf-8")
+    text = format_report(results)
+    for other in sorted(output.parent.glob(f"{output.stem}_len*.json")):
+        longer = read_results(other)
+        text += f"\n\n## What truncation costs ({other.name})\n\n" + truncation_cost(results, longer)
+    table.write_text(text + "\n", encoding="utf-8")
     plot_sweep(results, figure)
     return [table, figure]
 
@@ -484,6 +528,7 @@ __all__ = [
     "full_gap",
     "lr_transfer",
     "ranking_stability",
+    "truncation_cost",
     "plot_sweep",
     "format_report",
     "write_report",

@@ -148,7 +148,8 @@ def _fake_run(item, val_accuracy, accuracy=0.5):
     phase, method, setting, lr, seed = item
     size_field = sweep.get_experiment_method(method).size_field
     record = {"run_id": sweep.run_id(method, setting, lr, seed), "phase": phase, "method": method, "lr": lr,
-              "seed": seed, "val_accuracy": val_accuracy, "accuracy": accuracy, "adapter_params": 1}  # fmt: skip
+              "seed": seed, "val_accuracy": val_accuracy, "accuracy": accuracy, "adapter_params": 1,
+              "trainable_params": 2, "peak_memory_mb": 1.0}  # fmt: skip
     return {**record, **({size_field: setting} if size_field else {})}
 
 
@@ -406,3 +407,27 @@ def test_the_notebooks_live_sweep_on_cpu_uses_the_stored_learning_rates(tiny_dir
     )  # fmt: skip
     assert sorted(r["run_id"] for r in results["runs"]) == ["c3a b=8 lr=2 seed=0", "lora r=2 lr=0.02 seed=0"]
     assert (tmp_path / "live.png").exists() and len(counted) == 2
+
+
+def test_truncation_cost_pairs_the_same_settings_and_seeds_at_two_lengths(tmp_path):
+    def fake_sweep(max_length, accuracies):
+        config = sweep.SweepConfig(
+            settings={"c3a": (24,)}, seeds={"c3a": (0, 1, 2)}, lr={"c3a": 1.0}, max_length=max_length, model="tiny"
+        )
+        runs = [
+            {**_fake_run(("main", "c3a", 24, 1.0, s), 0.5, a), "adapter_params": 73728}
+            for s, a in enumerate(accuracies)
+        ]
+        results = {"format": sweep.FORMAT, "training": config.training("cpu"), "runs": runs}
+        sweep._finish(results, config)
+        return results
+
+    short, long = fake_sweep(32, [0.80, 0.78, 0.79]), fake_sweep(64, [0.83, 0.82, 0.83])  # +3, +4, +4 points
+    text = sweep_report.truncation_cost(short, long)
+    assert "C3A b=24 (lr 1, 3 seeds): 64 tokens ahead by +3.7 points" in text
+    assert text.startswith("(Examples cut: not counted here")  # the made-up model 'tiny' has no tokenizer
+    out = tmp_path / "sweep.json"
+    sweep_file.write_atomic(out, json.dumps(short))
+    sweep_file.write_atomic(tmp_path / "sweep_len64.json", json.dumps(long))
+    sweep_report.write_report(short, out)
+    assert "## What truncation costs (sweep_len64.json)" in out.with_suffix(".md").read_text()
