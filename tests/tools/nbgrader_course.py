@@ -111,8 +111,16 @@ def env() -> dict[str, str]:
     return out
 
 
+# Kernels on unix sockets, not TCP ports: with autograde and validate running at once, a port one process picked
+# can be taken by the other before its kernel binds it, and a client then waits for a reply that never comes (a
+# validate run of notebook 03 once waited out its 30-minute cell timeout beside autograde, and took 33 s alone).
+KERNEL_ON_SOCKETS = "--KernelManager.transport=ipc"
+
+
 def nbgrader(course: Path, *args: str, cwd: Path | None = None, check: bool = True) -> str:
     """Run ``nbgrader ARGS`` (the venv's executable) in ``cwd`` (default: the course); return its log."""
+    if args and args[0] in ("autograde", "validate"):
+        args = (*args, KERNEL_ON_SOCKETS)
     result = subprocess.run(
         [str(NBGRADER), *args], cwd=cwd or course, env=env(), capture_output=True, text=True, timeout=3000
     )
@@ -384,11 +392,9 @@ class CourseRun:
                 shutil.copytree(self.course / "release" / assignment, folder)
                 nbformat.write(self.students[student][assignment], folder / f"{assignment}.ipynb")
                 # In the course directory, so that its nbgrader_config.py (the cell timeout) applies.
-                result = subprocess.run(
-                    [str(NBGRADER), "validate", str(folder / f"{assignment}.ipynb")],
-                    cwd=self.course, env=env(), capture_output=True, text=True, timeout=3000,
-                )  # fmt: skip
-                self.validation[student, assignment] = result.stdout + result.stderr
+                self.validation[student, assignment] = nbgrader(
+                    self.course, "validate", str(folder / f"{assignment}.ipynb"), "--Execute.timeout=900", check=False
+                )
 
     def _ids(self, assignment: str) -> set[str]:
         return {gid for _, gid in assignments.exercises(self.source[assignment])}

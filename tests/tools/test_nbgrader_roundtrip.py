@@ -295,6 +295,8 @@ def test_nbgrader_validate_passes_the_solutions_and_names_each_mistake(course, p
     assert course.validation_error is None, course.validation_error
     passed = course.validation["solutions", path.stem]
     assert "Success! Your notebook passes all the tests." in passed, passed[-3000:]
+    stalled = [(s, a) for (s, a), out in course.validation.items() if a == path.stem and "Timeout" in out]
+    assert not stalled, f"a cell timed out under validate: {stalled}"
     for student, round_ in course.rounds.items():
         if OWNER[round_[0].grade_id] != path.stem:
             continue

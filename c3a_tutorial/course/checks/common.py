@@ -8,6 +8,7 @@ more than "wrong answer".
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import numpy as np
@@ -37,7 +38,9 @@ def wrap(message: str) -> str:
 
 
 def fail(message: str, wrapped: bool = False) -> None:
-    raise ExerciseError(wrap(message) if wrapped else message)
+    """Raise ``ExerciseError(message)``; wrapped for ``nbgrader validate`` when asked, and whenever nbgrader runs the
+    notebook (it sets ``NBGRADER_EXECUTION`` under ``validate`` and ``autograde``), whichever notebook's checker."""
+    raise ExerciseError(wrap(message) if wrapped or os.environ.get("NBGRADER_EXECUTION") else message)
 
 
 def fail_wrapped(message: str) -> None:
