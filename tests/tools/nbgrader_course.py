@@ -111,15 +111,17 @@ def env() -> dict[str, str]:
     return out
 
 
-# Kernels on unix sockets, not TCP ports: with autograde and validate running at once, a port one process picked
-# can be taken by the other before its kernel binds it, and a client then waits for a reply that never comes (a
-# validate run of notebook 03 once waited out its 30-minute cell timeout beside autograde, and took 33 s alone).
+# validate's kernels on unix sockets, not TCP ports: with autograde and validate running at once, a port one process
+# picked can be taken by the other before its kernel binds it, and a client then waits for a reply that never comes
+# (a validate run of notebook 03 once waited out its 30-minute cell timeout beside autograde, and took 33 s alone).
+# Only validate: it runs the kernel in the notebook's folder, where the socket files are; autograde's kernel runs in
+# the submission's folder and would not find them.
 KERNEL_ON_SOCKETS = "--KernelManager.transport=ipc"
 
 
 def nbgrader(course: Path, *args: str, cwd: Path | None = None, check: bool = True) -> str:
     """Run ``nbgrader ARGS`` (the venv's executable) in ``cwd`` (default: the course); return its log."""
-    if args and args[0] in ("autograde", "validate"):
+    if args and args[0] == "validate":
         args = (*args, KERNEL_ON_SOCKETS)
     result = subprocess.run(
         [str(NBGRADER), *args], cwd=cwd or course, env=env(), capture_output=True, text=True, timeout=3000
