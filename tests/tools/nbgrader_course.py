@@ -387,16 +387,32 @@ class CourseRun:
         self.seconds["validate (beside autograde)"] = time.perf_counter() - start
 
     def _validate_each(self, shutil) -> None:
+        """One ``nbgrader validate`` for every notebook (one start-up instead of one each), its log and results in one
+        unbuffered stream, cut where it announces each notebook."""
+        paths: dict[Path, tuple[str, str]] = {}
         for assignment in self.assignments:
             rounds = [s for s, r in self.rounds.items() if r[0].grade_id in self._ids(assignment)]
             for student in ["solutions", *rounds]:
                 folder = self.course / "validate" / student / assignment
                 shutil.copytree(self.course / "release" / assignment, folder)
                 nbformat.write(self.students[student][assignment], folder / f"{assignment}.ipynb")
-                # In the course directory, so that its nbgrader_config.py (the cell timeout) applies.
-                self.validation[student, assignment] = nbgrader(
-                    self.course, "validate", str(folder / f"{assignment}.ipynb"), "--Execute.timeout=900", check=False
-                )
+                paths[(folder / f"{assignment}.ipynb").resolve()] = (student, assignment)
+        # In the course directory, so that its nbgrader_config.py applies; kernels on sockets (KERNEL_ON_SOCKETS).
+        result = subprocess.run(
+            [str(NBGRADER), "validate", *map(str, paths), "--Execute.timeout=900", KERNEL_ON_SOCKETS],
+            cwd=self.course, env={**env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=6000,
+        )  # fmt: skip
+        current = None
+        for line in result.stdout.splitlines(keepends=True):
+            announced = re.search(r"\| INFO\] Validating '(.+)'", line)
+            if announced:
+                current = paths[Path(announced.group(1)).resolve()]
+                self.validation[current] = ""
+            if current is not None:
+                self.validation[current] += line
+        missing = sorted(set(paths.values()) - set(self.validation))
+        assert not missing, f"nbgrader validate did not announce {missing}:\n{result.stdout[-3000:]}"
 
     def _ids(self, assignment: str) -> set[str]:
         return {gid for _, gid in assignments.exercises(self.source[assignment])}
