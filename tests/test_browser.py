@@ -361,6 +361,10 @@ def test_notebook_03_rank_parameter_explorer(page, lab, tmp_path):
     shot = tmp_path / "notebook03_rank.png"
     before, after = _exercise_widget(page, "c3a-explorer", "C3A rank", shot, key="ArrowLeft")
     assert "frequencies" in after and "frequencies" not in before
+    # Fewer frequencies leave fewer degrees of freedom than parameters (the read-out once showed only the count).
+    dof, params = (int(re.search(rf"{row}\s+([\d,]+)", after).group(1).replace(",", "")) for row in
+                   ("degrees of freedom of ΔW", "parameters"))  # fmt: skip
+    assert dof < params, after
     # The read-out table's column headers are separate cells, not run together.
     headers = page.locator(".c3a-explorer").last.locator(".c3a-readout th").all_inner_texts()
     assert [h for h in headers if h.strip()][-1].startswith("LoRA, r = "), headers

@@ -101,7 +101,9 @@ class ExplorerState:
     c3a: np.ndarray = field(repr=False)  # C3A's best fit (from the kept frequencies)
     lora: np.ndarray = field(repr=False)  # LoRA's best fit
     c3a_parameters: int
+    c3a_degrees_of_freedom: int  # dimension of the updates C3A can reach: (d_out/b)·(d_in/b)·keep
     lora_parameters: int
+    lora_degrees_of_freedom: int  # dimension of the rank-r matrices: r·(d_in + d_out − r), as B A = (B G)(G⁻¹ A)
     c3a_rank: int
     lora_rank: int
     c3a_error: float
@@ -131,9 +133,10 @@ class ExplorerState:
             f"target {self.target_name} ({shape}{', inputs permuted' if self.permute else ''}), "
             f"budget of C3A b = {self.b}\n"
             f"  C3A  b={self.b:<3d} keeping {self.keep:>3d} of {self.b} frequencies: "
-            f"{self.c3a_parameters:>6,} parameters, "
+            f"{self.c3a_parameters:>6,} parameters ({self.c3a_degrees_of_freedom:>6,} degrees of freedom), "
             f"rank {self.c3a_rank:>3d}, relative error {self.c3a_error:.3f}, energy {self.c3a_energy:.3f}\n"
-            f"  LoRA r={self.r:<3d}{'':31s}{self.lora_parameters:>6,} parameters, "
+            f"  LoRA r={self.r:<3d}{'':31s}{self.lora_parameters:>6,} parameters "
+            f"({self.lora_degrees_of_freedom:>6,} degrees of freedom), "
             f"rank {self.lora_rank:>3d}, relative error {self.lora_error:.3f}, energy {self.lora_energy:.3f}"
         )
 
@@ -178,7 +181,11 @@ def explorer_state(
         c3a=block_circulant(kept_kernel),
         lora=best_lora_update(t, r),
         c3a_parameters=c3a_parameter_count(d_out, d_in, b),
+        # A real kernel keeping the frequency set K (closed under f -> -f) has (d_out/b)(d_in/b) real numbers per
+        # kept frequency: a self-conjugate f holds a real block, a pair {f, b - f} one complex block between them.
+        c3a_degrees_of_freedom=(d_out // b) * (d_in // b) * len(kept),
         lora_parameters=lora_parameter_count(d_out, d_in, r),
+        lora_degrees_of_freedom=r * (d_in + d_out - r),
         c3a_rank=block_circulant_rank(kept_kernel),
         lora_rank=int((s[:r] > max(d_in, d_out) * np.finfo(float).eps * s[0]).sum()),
         c3a_error=float(np.sqrt(max(total - energy[kept].sum(), 0.0) / total)),
@@ -217,6 +224,7 @@ def _readout_html(s: ExplorerState) -> str:
     head = "padding:2px 14px;text-align:right;border-bottom:1px solid #888"
     rows = [
         ("parameters", f"{s.c3a_parameters:,}", f"{s.lora_parameters:,}"),
+        ("degrees of freedom of ΔW", f"{s.c3a_degrees_of_freedom:,}", f"{s.lora_degrees_of_freedom:,}"),
         ("rank of ΔW", s.c3a_rank, s.lora_rank),
         ("relative error ‖ΔW − T‖ / ‖T‖", f"{s.c3a_error:.3f}", f"{s.lora_error:.3f}"),
         ("energy captured 1 − error²", f"{s.c3a_energy:.3f}", f"{s.lora_energy:.3f}"),
@@ -238,6 +246,7 @@ def _readout_html(s: ExplorerState) -> str:
 def plot_explorer_state(state: ExplorerState):
     """Six panels: ``T`` and both fits as heat maps; singular values; error vs budget; C3A's energy by frequency."""
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     fig = Figure(figsize=(12, 7), layout="constrained")
     axes = fig.subplots(2, 3)
@@ -277,12 +286,13 @@ def plot_explorer_state(state: ExplorerState):
     kept = np.zeros(state.b, dtype=bool)
     kept[state.kept_frequencies] = True
     f = np.arange(state.b)
-    ax.bar(f[kept], energy[kept], color="C0", label="kept")
-    ax.bar(f[~kept], energy[~kept], color="lightgrey", label="zeroed")
+    ax.bar(f[kept], energy[kept], color="C0")
+    ax.bar(f[~kept], energy[~kept], color="lightgrey")
     ax.set_xlabel("frequency f")
     ax.set_ylabel("‖Ŵ_f‖² / ‖T‖²")
     ax.set_title(f"C3A's energy by frequency: {state.keep} of {state.b} kept", fontsize=10)
-    ax.legend(fontsize=8)
+    # Legend entries drawn from explicit patches: a bar container with no bars (nothing zeroed) has no colour.
+    ax.legend(handles=[Patch(color="C0", label="kept"), Patch(color="lightgrey", label="zeroed")], fontsize=8)
     return fig
 
 

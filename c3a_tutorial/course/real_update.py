@@ -20,6 +20,8 @@ import numpy as np
 FILE_NAME = "minilm_query_delta.npy"
 # Notebook 05's CPU configuration (and make demo's): 256 training examples, 2 epochs, 32 tokens, seed 0.
 DEFAULTS = {"layer": 5, "size": 192, "epochs": 2, "train_size": 256, "max_length": 32, "seed": 0}
+BATCH_SIZE = 16  # FinetuneConfig's default, which make_real_update uses (tests/course/test_explorer.py checks)
+STEPS = DEFAULTS["epochs"] * (DEFAULTS["train_size"] // BATCH_SIZE)  # optimizer steps of the stored update: 32
 
 
 PACKAGE_COPY = Path(__file__).resolve().parent / "results" / FILE_NAME  # package data: what Colab gets
@@ -46,6 +48,24 @@ def load_real_update(path: str | os.PathLike | None = None) -> np.ndarray:
         "the package; to remake it, run `python -m c3a_tutorial.course.real_update` (needs the `finetune` extra, "
         "a few CPU minutes)."
     )
+
+
+def pretrained_query_weight(layer: int = DEFAULTS["layer"]) -> np.ndarray:
+    """``W_before``: the bundled all-MiniLM-L6-v2's attention ``query`` weight of ``layer`` (384 × 384, float64),
+    read straight from its safetensors file (no transformers needed; the ``finetune`` extra's model package is)."""
+    from safetensors import safe_open
+
+    from ..experiments.backbone import default_model_path
+
+    with safe_open(str(default_model_path() / "model.safetensors"), "np") as weights:
+        return weights.get_tensor(f"encoder.layer.{layer}.attention.self.query.weight").astype(np.float64)
+
+
+def relative_size(delta: np.ndarray | None = None, layer: int = DEFAULTS["layer"]) -> float:
+    """``‖ΔW‖ / ‖W_before‖`` over the stored crop: how far fine-tuning moved this corner of the weight."""
+    delta = load_real_update() if delta is None else delta
+    before = pretrained_query_weight(layer)[: delta.shape[0], : delta.shape[1]]
+    return float(np.linalg.norm(delta) / np.linalg.norm(before))
 
 
 def make_real_update(

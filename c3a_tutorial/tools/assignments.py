@@ -16,9 +16,11 @@ Command line::
 
 - ``nbgrader_config.py``: the course id, the course root, an exchange folder (``COURSE_DIR/exchange`` unless
   ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, and the student-version header;
-- ``source/<notebook stem>/``: one assignment per notebook, holding the notebook and the repository data files
-  its code names (under ``data/``, the same relative path as in the repository; nbgrader copies them into
-  every release and every autograded submission, so the notebook finds them in ``data/`` next to it);
+- ``source/<notebook stem>/``: one assignment per notebook, holding the notebook (without its Colab badge and its
+  links to the other notebooks: in the repository they open the solution notebooks, ``student_facing``) and the
+  repository data files its code names or its prose cites (under ``data/``, the same relative path as in the
+  repository; nbgrader copies them into every release and every autograded submission, so the notebook finds
+  them in ``data/`` next to it);
 - ``student_header.ipynb``: the note nbgrader's ``IncludeHeaderFooter`` puts at the top of every student
   version (each exercise is nbgrader's ``raise NotImplementedError()`` stub);
 - an empty ``exchange/`` when the exchange is the default one.
@@ -59,8 +61,18 @@ HEADER_NAME = "student_header.ipynb"
 SOLUTION_DELIMITERS = ("BEGIN SOLUTION", "END SOLUTION")
 HIDDEN_TEST_DELIMITERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
-# What the data scan never copies: generated at run time, or documentation.
-DATA_EXCLUDED = ("cache/*", "README.md")
+# What the data scan never copies: generated at run time.
+DATA_EXCLUDED = ("cache/*",)
+# A file under data/ that a notebook's prose cites by its path ("`data/results/README_sweep.md`").
+DATA_CITATION = re.compile(r"\bdata/([\w./-]*[\w-])")
+
+# What a student version must not carry: the Colab badge opens the repository's *solution* notebook, and a link to
+# another notebook of the repository (``[02 — ...](02_fft_identity.ipynb)``) is a solution notebook there and no
+# file at all in a student's folder. ``student_facing`` turns both into plain text.
+COLAB_LINE = re.compile(r"^.*colab\.research\.google\.com.*\n?", re.MULTILINE)
+# A notebook's own note about its student version: the header nbgrader adds (HEADER_TEXT) says it, once.
+STUDENT_NOTE = re.compile(r"(?:^|\n\n)(?:> \*\*Student version\.\*\*|\*Assignment version\.\*)(?:.|\n(?!\n))*")
+NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((?![a-z]+://)[^)\s]*\.ipynb\)")
 
 HEADER_TEXT = (
     "> **Student version.** Each exercise's answer has been replaced by `raise NotImplementedError()`, so *Run All* "
@@ -215,11 +227,12 @@ def course_problems(paths: Iterable[Path]) -> list[str]:
 
 
 def data_files(nb, data_root: Path = REPOSITORY_DATA) -> list[Path]:
-    """The files of ``data_root`` that ``nb``'s code reads itself: named, or matched by a glob, in a code cell.
+    """The files of ``data_root`` that ``nb`` reads or cites: named, or matched by a glob, in a code cell, or cited
+    by their path under ``data/`` in prose, so that a student version that mentions a file also ships it.
 
-    Generated caches and READMEs are left out. Files the package reads for a notebook (the MiniLM ``ΔW`` of
-    notebook 03, the data set cache of notebook 05) are found by the package itself, in the checkout it is
-    installed from (``pip install -e``) or ``$C3A_DATA_DIR``, so they are not copied."""
+    Generated caches are left out. Files the package reads for a notebook (the MiniLM ``ΔW`` of notebook 03, the
+    data set cache of notebook 05) are found by the package itself, in the checkout it is installed from
+    (``pip install -e``), its own copy or ``$C3A_DATA_DIR``, so they are not copied unless cited."""
     data_root = Path(data_root)
     if not data_root.is_dir():
         return []
@@ -231,7 +244,27 @@ def data_files(nb, data_root: Path = REPOSITORY_DATA) -> list[Path]:
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     literals = set(re.findall(r"""["']([^"'\n]+)["']""", code))
     patterns = {Path(s).name for s in literals if "*" in s or "?" in s}
-    return [p for p in candidates if p.name in code or any(fnmatch.fnmatch(p.name, x) for x in patterns)]
+    cited = {m.group(1) for c in nb.cells if c.cell_type == "markdown" for m in DATA_CITATION.finditer(c.source)}
+    return [
+        p
+        for p in candidates
+        if p.name in code
+        or any(fnmatch.fnmatch(p.name, x) for x in patterns)
+        or p.relative_to(data_root).as_posix() in cited
+    ]
+
+
+def student_facing(nb):
+    """A copy of ``nb`` without what leads a student to the solution notebooks: the Colab badge (it opens the
+    repository's notebook, with every solution in it), links to other notebooks of the repository (they keep their
+    text), and a notebook's own note about its student version (the header nbgrader adds says it once). nbgrader
+    then makes the student version from this copy; cells' ids and metadata are unchanged."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            text = NOTEBOOK_LINK.sub(r"\1", STUDENT_NOTE.sub("", COLAB_LINE.sub("", cell.source)))
+            cell.source = text.strip("\n") if text != cell.source else text
+    return nb
 
 
 def _header_notebook():
@@ -283,9 +316,10 @@ def init(
         assignment = path.stem
         target = course / "source" / assignment
         target.mkdir(parents=True)
-        shutil.copy2(path, target / path.name)
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.write(student_facing(notebook), target / path.name)
         files = [path.name]
-        for data in data_files(nbformat.read(path, as_version=4), Path(data_root)):
+        for data in data_files(notebook, Path(data_root)):
             relative = Path("data") / data.relative_to(data_root)
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(data, target / relative)
@@ -325,4 +359,5 @@ __all__ = [
     "points",
     "points_by_kind",
     "problems",
+    "student_facing",
 ]

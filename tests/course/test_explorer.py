@@ -116,3 +116,46 @@ def test_the_package_ships_the_same_real_update_as_data():
     assert real_update.PACKAGE_COPY.read_bytes() == real_update.real_update_path().read_bytes(), (
         "c3a_tutorial/course/results/ must hold a copy of data/minilm_query_delta.npy (package data for Colab)"
     )
+
+
+def test_degrees_of_freedom_follow_the_kept_frequencies():
+    """Keeping k of b frequencies leaves (d_out/b)(d_in/b)·k real numbers free, not the whole parameter count: one
+    frequency at b = 16 on 192 x 192 is 144 (issue #20). LoRA's rank-r matrices have r(d_in + d_out − r)."""
+    full = explorer.explorer_state("shift-structured", 16)
+    one = explorer.explorer_state("shift-structured", 16, keep=1)
+    assert full.c3a_degrees_of_freedom == full.c3a_parameters == 2304
+    assert one.keep == 1 and one.c3a_degrees_of_freedom == 144 and one.c3a_parameters == 2304
+    assert "144 degrees of freedom" in one.summary() and ">144<" in one.readout
+    assert full.lora_degrees_of_freedom == 6 * (192 + 192 - 6)
+    # The dimension is real: the kept frequencies' kernels span a subspace of exactly that dimension.
+    from c3a_tutorial.course.spectral import keep_frequencies
+
+    state = explorer.explorer_state("random", 4, keep=3, d=8)
+    rng = np.random.default_rng(0)
+    kernels = [keep_frequencies(rng.standard_normal((2, 2, 4)), state.kept_frequencies) for _ in range(40)]
+    span = np.linalg.matrix_rank(np.stack([k.ravel() for k in kernels]))
+    assert span == state.c3a_degrees_of_freedom == 2 * 2 * state.keep
+
+
+def test_the_energy_legend_keeps_its_colours_when_nothing_is_zeroed():
+    """An empty bar container has no colour: the 'zeroed' entry once showed in the 'kept' colour (issue #20)."""
+    from matplotlib.colors import to_rgba
+
+    for keep in (None, 3):
+        state = explorer.explorer_state("shift-structured", 8, keep=keep, d=48)
+        ax = explorer.plot_explorer_state(state).axes[5]
+        handles = ax.get_legend().legend_handles
+        colours = {h.get_label(): to_rgba(h.get_facecolor()) for h in handles}
+        assert colours == {"kept": to_rgba("C0"), "zeroed": to_rgba("lightgrey")}, keep
+
+
+def test_how_thin_the_real_update_is():
+    """Notebook 03 prints how far 32 steps moved the stored corner of W: under 1%, from the pretrained weight."""
+    from c3a_tutorial.course import real_update
+    from c3a_tutorial.experiments.config import FinetuneConfig
+
+    assert real_update.BATCH_SIZE == FinetuneConfig.__dataclass_fields__["batch_size"].default
+    assert real_update.STEPS == 32
+    size = real_update.relative_size()
+    assert 0.001 < size < 0.01
+    assert real_update.pretrained_query_weight().shape == (384, 384)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import html
 import importlib
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -20,6 +23,21 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 BIN = Path(sys.executable).parent
 NBGRADER = BIN / "nbgrader"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One typical wrong answer: ``source`` replaces the solution cell ``grade_id``; ``message`` (if known) is a
+    fragment of what the checker then says, compared with line breaks read as spaces."""
+
+    grade_id: str
+    name: str
+    source: str
+    message: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.grade_id}:{self.name}"
 
 
 def _meta(grade_id: str, *, grade: bool, solution: bool, locked: bool, points: float | None = None) -> dict:
@@ -43,7 +61,7 @@ def answer_cell(grade_id: str, source: str, points: float):
 
 
 # A mistake that passes the visible check (double(2) == 4) and fails the hidden case: hard-coding loses the points.
-SYNTHETIC_MISTAKES = {"nb99_ex1_solution": "def double(x):\n    return x + 2\n"}
+SYNTHETIC_MISTAKES = [Mistake("nb99_ex1_solution", "typical", "def double(x):\n    return x + 2\n")]
 SYNTHETIC_MESSAGE = "double(5) should be 10, got 7: multiply by 2, do not add 2"
 
 
@@ -93,8 +111,18 @@ def env() -> dict[str, str]:
     return out
 
 
+# validate's kernels on unix sockets, not TCP ports: with autograde and validate running at once, a port one process
+# picked can be taken by the other before its kernel binds it, and a client then waits for a reply that never comes
+# (a validate run of notebook 03 once waited out its 30-minute cell timeout beside autograde, and took 33 s alone).
+# Only validate: it runs the kernel in the notebook's folder, where the socket files are; autograde's kernel runs in
+# the submission's folder and would not find them.
+KERNEL_ON_SOCKETS = "--KernelManager.transport=ipc"
+
+
 def nbgrader(course: Path, *args: str, cwd: Path | None = None, check: bool = True) -> str:
     """Run ``nbgrader ARGS`` (the venv's executable) in ``cwd`` (default: the course); return its log."""
+    if args and args[0] == "validate":
+        args = (*args, KERNEL_ON_SOCKETS)
     result = subprocess.run(
         [str(NBGRADER), *args], cwd=cwd or course, env=env(), capture_output=True, text=True, timeout=3000
     )
@@ -175,19 +203,96 @@ def message_lines(error: dict) -> list[str]:
     return [line.strip() for line in _ANSI.sub("", error["evalue"]).splitlines() if line.strip()]
 
 
-def load_mistakes(folder: Path = Path(__file__).parent) -> tuple[dict[str, str], dict[str, str]]:
-    """``MISTAKES`` and ``MESSAGES`` of every ``tests/tools/mistakes_*.py``, merged (a grade_id in two files
-    is an error). ``MISTAKES[solution grade_id]``: the solution cell's source with the exercise's typical
-    mistake; ``MESSAGES[solution grade_id]`` (optional): a fragment of what the checker then says."""
-    mistakes: dict[str, str] = {}
-    messages: dict[str, str] = {}
+def as_mistakes(mistakes: dict, messages: dict | None = None) -> list[Mistake]:
+    """``MISTAKES``/``MESSAGES`` of a ``mistakes_*.py`` as ``Mistake`` s. ``MISTAKES[grade_id]`` is one source (a
+    string; its name is ``"typical"``) or ``{name: source}``; ``MESSAGES[grade_id]`` a fragment or
+    ``{name: fragment}``."""
+    out = []
+    for grade_id, given in mistakes.items():
+        named = given if isinstance(given, dict) else {"typical": given}
+        said = (messages or {}).get(grade_id)
+        said = said if isinstance(said, dict) else {name: said for name in named}
+        stray = set(said) - set(named) - {"typical"}
+        assert not stray, f"MESSAGES[{grade_id!r}] names mistakes that MISTAKES does not have: {sorted(stray)}"
+        out += [Mistake(grade_id, name, source, said.get(name)) for name, source in named.items()]
+    return out
+
+
+def load_mistakes(folder: Path = Path(__file__).parent) -> list[Mistake]:
+    """The typical mistakes of every ``tests/tools/mistakes_*.py`` (an exercise given in two files is an error)."""
+    found: list[Mistake] = []
+    owner: dict[str, str] = {}
     for path in sorted(folder.glob("mistakes_*.py")):
         module = importlib.import_module(f"tests.tools.{path.stem}")
-        for grade_id, source in module.MISTAKES.items():
-            assert grade_id not in mistakes, f"{path.name}: MISTAKES[{grade_id!r}] is also given in another file"
-            mistakes[grade_id] = source
-        messages.update(getattr(module, "MESSAGES", {}))
-    return mistakes, messages
+        for grade_id in module.MISTAKES:
+            assert owner.setdefault(grade_id, path.name) == path.name, (
+                f"{path.name}: MISTAKES[{grade_id!r}] is also given in {owner[grade_id]}"
+            )
+        found += as_mistakes(module.MISTAKES, getattr(module, "MESSAGES", {}))
+    return found
+
+
+def _defined_and_used(source: str) -> tuple[set[str], set[str]]:
+    """Top-level names a cell defines, and every name it reads (``None`` for both if it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None, None
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                defined |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return defined, used
+
+
+def exercise_dependencies(source_nb) -> dict[str, set[str]]:
+    """``solution grade_id -> the other exercises it depends on``: those whose solution cell defines a name that its
+    own solution or test cell reads (notebook 04's layer uses its autograd Function). A cell that does not parse
+    depends on every other exercise."""
+    cells = source_nb.cells
+    solutions = {gid: cells[i].source for i, gid in assignments.exercises(source_nb)}
+    tests = {gid: cells[i + 1].source for i, gid in assignments.exercises(source_nb)}
+    defines = {gid: _defined_and_used(src)[0] for gid, src in solutions.items()}
+    out = {}
+    for gid in solutions:
+        uses = [_defined_and_used(tests[gid])[1], _defined_and_used(solutions[gid])[1]]
+        if None in uses or defines[gid] is None:
+            out[gid] = set(solutions) - {gid}
+            continue
+        used = set().union(*uses)
+        out[gid] = {other for other, names in defines.items() if other != gid and (names is None or names & used)}
+    return out
+
+
+def mistake_rounds(mistakes: list[Mistake], source_nb) -> list[list[Mistake]]:
+    """The mistakes of one notebook in as few submissions as can be: each submission carries at most one mistake
+    per exercise and never mistakes in two exercises of which one depends on the other, so each mistake's test cell
+    fails for its own reason and every other exercise's is unaffected. (One submission per mistake would cost one
+    run of the whole notebook each.)"""
+    depends = exercise_dependencies(source_nb)
+    order = [gid for _, gid in assignments.exercises(source_nb)]
+    rounds: list[list[Mistake]] = []
+    for mistake in sorted(mistakes, key=lambda m: order.index(m.grade_id)):
+        for round_ in rounds:
+            taken = {m.grade_id for m in round_}
+            if mistake.grade_id in taken or depends[mistake.grade_id] & taken:
+                continue
+            if any(mistake.grade_id in depends[other] for other in taken):
+                continue
+            round_.append(mistake)
+            break
+        else:
+            rounds.append([mistake])
+    return rounds
+
+
+def flat(text: str) -> str:
+    """Whitespace collapsed: checker messages are wrapped for ``nbgrader validate``."""
+    return " ".join(_ANSI.sub("", str(text)).split())
 
 
 def score_table(rows: dict[str, dict[str, tuple[float, float]]], columns: list[str]) -> str:
@@ -202,19 +307,28 @@ def score_table(rows: dict[str, dict[str, tuple[float, float]]], columns: list[s
 
 class CourseRun:
     """One pass through nbgrader, as an instructor runs it, in a course directory made by ``assignments init``:
-    ``generate_assignment`` → submissions (solutions, untouched release, one per typical mistake) →
-    ``autograde`` → ``generate_feedback``. The submissions are put in ``submitted/<student>/<assignment>/``
-    (nbgrader's collected layout) unless ``exchange_student`` is set: then the untouched release also goes
-    through the exchange as a student sends it (``release_assignment``, ``fetch_assignment``, ``submit``,
-    ``collect``), under the login name nbgrader gives that student."""
+    ``generate_assignment`` → submissions (solutions, untouched release, the typical mistakes) → ``autograde`` →
+    ``generate_feedback``. The submissions are put in ``submitted/<student>/<assignment>/`` (nbgrader's collected
+    layout) unless ``exchange_student`` is set: then the untouched release also goes through the exchange as a
+    student sends it (``release_assignment``, ``fetch_assignment``, ``submit``, ``collect``), under the login name
+    nbgrader gives that student.
 
-    def __init__(self, course: Path, notebooks: list[Path], mistakes: dict[str, str], exchange_student=False):
-        self.course, self.notebooks, self.mistakes = Path(course), sorted(notebooks), mistakes
+    The mistakes of a notebook are grouped into rounds (``mistake_rounds``): one submission, student
+    ``mistakes-NN-k``, carries round ``k``'s mistakes, at most one per exercise. With ``validate``, each notebook's
+    solutions and each round also go through ``nbgrader validate`` as a student runs it on the student version,
+    in a second process while ``autograde`` runs (the machine's two cores are both used)."""
+
+    def __init__(self, course: Path, notebooks: list[Path], mistakes: list[Mistake], exchange_student=False,
+                 validate=False):  # fmt: skip
+        self.course, self.notebooks, self.mistakes = Path(course), sorted(notebooks), list(mistakes)
         self.assignments = [p.stem for p in self.notebooks]
         self.source = {p.stem: nbformat.read(p, as_version=4) for p in self.notebooks}
-        self.exchange_student = exchange_student
+        self.exchange_student, self.validate = exchange_student, validate
         self.students: dict[str, dict[str, object]] = {}  # student -> {assignment: notebook submitted}
-        self.mistake_of: dict[str, tuple[str, str]] = {}  # student -> (assignment, solution grade_id)
+        self.rounds: dict[str, list[Mistake]] = {}  # student -> the mistakes in their submission
+        self.student_of: dict[str, str] = {}  # Mistake.id -> the student whose submission carries it
+        self.validation: dict[tuple[str, str], str] = {}  # (student, assignment) -> nbgrader validate's output
+        self.validation_error: str | None = None  # a traceback, if the validation thread failed
         self.seconds: dict[str, float] = {}
 
     def _timed(self, step: str, *args: str, **kwargs) -> str:
@@ -238,20 +352,70 @@ class CourseRun:
             self._add("solutions", assignment, submission(release, solutions))
             if not self.exchange_student:
                 self._add(blank, assignment, release)
-            for grade_id in solutions:
-                if grade_id in self.mistakes:
-                    student = f"mistake-{grade_id}"
-                    self._add(student, assignment, submission(release, solutions, {grade_id: self.mistakes[grade_id]}))
-                    self.mistake_of[student] = (assignment, grade_id)
+            mine = [m for m in self.mistakes if m.grade_id in solutions]
+            for k, round_ in enumerate(mistake_rounds(mine, self.source[assignment]), 1):
+                student = f"mistakes-{assignment[:2]}-{k}"
+                self._add(student, assignment, submission(release, solutions, {m.grade_id: m.source for m in round_}))
+                self.rounds[student] = round_
+                self.student_of.update({m.id: student for m in round_})
         self.blank = blank
         # `nbgrader db student add ID` once per student, or one `import` of a CSV: one nbgrader start-up.
         (self.course / "students.csv").write_text("id\n" + "".join(f"{s}\n" for s in self.students))
         self._timed("db student import", "db", "student", "import", "students.csv")
+        validating = threading.Thread(target=self._validate_all) if self.validate else None
+        if validating:
+            validating.start()
         for assignment in self.assignments:  # one at a time, to time each notebook's runs
             self._timed(f"autograde {assignment[:2]}", "autograde", assignment)
         self._timed("generate_feedback", "generate_feedback", "*")
+        if validating:
+            validating.join()
         self.seconds["total"] = time.perf_counter() - start
         return self
+
+    def _validate_all(self) -> None:
+        """``nbgrader validate`` on the student version with the solutions pasted in, and with each round of
+        mistakes, every notebook: each in a folder of its own with the release's files, as a student has it."""
+        import shutil
+        import traceback
+
+        start = time.perf_counter()
+        try:
+            self._validate_each(shutil)
+        except Exception:  # noqa: BLE001 - reported by the tests that read the results
+            self.validation_error = traceback.format_exc()
+        self.seconds["validate (beside autograde)"] = time.perf_counter() - start
+
+    def _validate_each(self, shutil) -> None:
+        """One ``nbgrader validate`` for every notebook (one start-up instead of one each), its log and results in one
+        unbuffered stream, cut where it announces each notebook."""
+        paths: dict[Path, tuple[str, str]] = {}
+        for assignment in self.assignments:
+            rounds = [s for s, r in self.rounds.items() if r[0].grade_id in self._ids(assignment)]
+            for student in ["solutions", *rounds]:
+                folder = self.course / "validate" / student / assignment
+                shutil.copytree(self.course / "release" / assignment, folder)
+                nbformat.write(self.students[student][assignment], folder / f"{assignment}.ipynb")
+                paths[(folder / f"{assignment}.ipynb").resolve()] = (student, assignment)
+        # In the course directory, so that its nbgrader_config.py applies; kernels on sockets (KERNEL_ON_SOCKETS).
+        result = subprocess.run(
+            [str(NBGRADER), "validate", *map(str, paths), "--Execute.timeout=900", KERNEL_ON_SOCKETS],
+            cwd=self.course, env={**env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=6000,
+        )  # fmt: skip
+        current = None
+        for line in result.stdout.splitlines(keepends=True):
+            announced = re.search(r"\| INFO\] Validating '(.+)'", line)
+            if announced:
+                current = paths[Path(announced.group(1)).resolve()]
+                self.validation[current] = ""
+            if current is not None:
+                self.validation[current] += line
+        missing = sorted(set(paths.values()) - set(self.validation))
+        assert not missing, f"nbgrader validate did not announce {missing}:\n{result.stdout[-3000:]}"
+
+    def _ids(self, assignment: str) -> set[str]:
+        return {gid for _, gid in assignments.exercises(self.source[assignment])}
 
     def _add(self, student: str, assignment: str, nb) -> None:
         self.students.setdefault(student, {})[assignment] = nb

@@ -184,9 +184,42 @@ def test_data_files_are_the_ones_the_code_reads(tmp_path):
     nb.cells.insert(1, new_code_cell('paths = glob.glob(os.path.join("..", "data", "results", "bench*.json"))'))
     assert [p.name for p in assignments.data_files(nb, data)] == ["bench_cpu.json", "bench_gpu.json"]
     nb.cells.insert(1, new_code_cell('delta = np.load(Path("data") / "delta.npy")\n'))
-    nb.cells.insert(1, new_markdown_cell("The sweep is in `lr_sweep.json` (prose does not count)."))
+    nb.cells.insert(1, new_markdown_cell("The sweep is in `lr_sweep.json` (a bare name in prose does not count)."))
     names = [p.relative_to(data).as_posix() for p in assignments.data_files(nb, data)]
     assert names == ["delta.npy", "results/bench_cpu.json", "results/bench_gpu.json"]
+    # A path under data/ cited in prose is shipped: a student version that cites a file has it (03's ΔW once was not).
+    nb.cells.insert(1, new_markdown_cell("See `data/README.md` and data/results/lr_sweep.json; `data/cache/` is made."))
+    names = [p.relative_to(data).as_posix() for p in assignments.data_files(nb, data)]
+    assert names == [
+        "README.md",
+        "delta.npy",
+        "results/bench_cpu.json",
+        "results/bench_gpu.json",
+        "results/lr_sweep.json",
+    ]
+
+
+def test_student_facing_drops_what_leads_to_the_solution_notebooks():
+    nb = synthetic_notebook()
+    nb.cells[0].source = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        "(https://colab.research.google.com/github/o/r/blob/main/notebooks/99_synthetic.ipynb)\n"
+        "# 99 — Synthetic\n\nIntro.\n\n> **Student version.** If your copy came from nbgrader, the solution notebook\n"
+        "> in the repository runs top to bottom.\n\nMore intro."
+    )
+    nb.cells.insert(
+        1,
+        new_markdown_cell("**Next:** [02 — The FFT identity](02_fft_identity.ipynb) and [PEFT](https://x.y/z.ipynb)."),
+    )
+    nb.cells.insert(
+        2, new_markdown_cell("*Assignment version.* If you received this notebook as an assignment...\nmore.\n\nKept.")
+    )
+    out = assignments.student_facing(nb)
+    assert out.cells[0].source == "# 99 — Synthetic\n\nIntro.\n\nMore intro."
+    assert out.cells[1].source == "**Next:** 02 — The FFT identity and [PEFT](https://x.y/z.ipynb)."
+    assert out.cells[2].source == "Kept."
+    assert [c.get("id") for c in out.cells] == [c.get("id") for c in nb.cells]  # nbgrader grades cells by id
+    assert out.cells[4].metadata == nb.cells[4].metadata and nb.cells[0].source.startswith("[![Open In Colab]")
 
 
 def test_init_lays_out_a_course(tmp_path):
@@ -213,7 +246,8 @@ def test_init_lays_out_a_course(tmp_path):
         "student_header.ipynb",
     ]
     assert (course / "exchange").is_dir()
-    assert (course / "source/01_first/01_first.ipynb").read_bytes() == (notebooks / "01_first.ipynb").read_bytes()
+    copied = nbformat.read(course / "source/01_first/01_first.ipynb", as_version=4)
+    assert copied == assignments.student_facing(nbformat.read(notebooks / "01_first.ipynb", as_version=4))
     config = (course / "nbgrader_config.py").read_text()
     compile(config, "nbgrader_config.py", "exec")
     assert "c.CourseDirectory.course_id = 'c3a-tutorial'" in config

@@ -1,20 +1,26 @@
 """The course through the real nbgrader (0.9.6, the ``course`` extra), in course directories made by
-``python -m c3a_tutorial.assignments init``: generate_assignment, autograde and generate_feedback, unchanged.
+``python -m c3a_tutorial.assignments init``: generate_assignment, autograde, generate_feedback and validate, unchanged.
 
 - A synthetic one-notebook course runs the whole instructor/student cycle, the exchange included
   (release_assignment → fetch_assignment → submit → collect): about a minute, mostly nbgrader start-ups.
-- The course itself (every notebook in ``notebooks/``): the release versions carry no solution, the solution
-  notebooks autograde to full marks, the untouched release versions to 0, and each typical mistake of
-  ``tests/tools/mistakes_*.py`` loses exactly its exercise's points, with the checker's message in the
-  feedback. Every submission executes its whole notebook (notebook 05 fine-tunes), so the mistakes run for
-  the notebooks in ``MISTAKE_NOTEBOOKS`` only (01); ``C3A_NBGRADER_MISTAKES=all`` (or ``=01,03``, by number)
-  runs them for every notebook (or those).
-  The score table (student × notebook) and the time of each nbgrader step are printed.
+- The course itself (every notebook in ``notebooks/``): the release versions are student versions (no solution,
+  model answer or hidden test; no link or note that leads to the solution notebooks; one header; instructions for
+  what the student sees; every ``data/`` file they cite shipped with them), the solution notebooks autograde to full
+  marks and the untouched release versions to 0, and each typical mistake of ``tests/tools/mistakes_*.py`` loses
+  exactly its exercise's points, with the checker's message in the feedback. ``nbgrader validate`` on the student
+  version passes with the solutions pasted in and, with each mistake, fails with the checker's message.
+  The mistakes of a notebook share submissions, at most one per exercise (``mistake_rounds``), so each notebook
+  runs 2 + (its largest number of mistakes for one exercise) times under autograde and 1 + that many under
+  validate, in a second process beside autograde. Every notebook's mistakes run by default;
+  ``C3A_NBGRADER_MISTAKES=01,03`` (by number) runs only those notebooks'. Notebook 05 is graded in its smoke
+  configuration (``C3A_NOTEBOOK_SMOKE=1``, set by ``nbgrader_course.env``). The score table (student × notebook)
+  and the time of each nbgrader step are printed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import nbformat
 import pytest
@@ -29,6 +35,7 @@ from .nbgrader_course import (
     CourseRun,
     autograded_points,
     error_of,
+    flat,
     grade_cell_of,
     leaked_lines,
     load_mistakes,
@@ -39,19 +46,17 @@ from .nbgrader_course import (
 )
 
 SOURCE_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
-# Notebooks whose typical mistakes are autograded by default: each mistake is one more run of its notebook,
-# so one notebook (the checkers' messages for every mistake are also tested one by one in tests/course/).
-MISTAKE_NOTEBOOKS = ("01",)
-MISTAKES, MESSAGES = load_mistakes()
+MISTAKES = load_mistakes()
 # pytest-timeout counts the module fixture's set-up (the whole nbgrader run) in the first test that uses it.
 COURSE_TIMEOUT = 3600
 
 
 def _mistake_notebooks() -> tuple[str, ...] | None:
-    chosen = os.environ.get("C3A_NBGRADER_MISTAKES", "")
+    """``None`` (every notebook) unless ``C3A_NBGRADER_MISTAKES`` names some by number (``=01,03``)."""
+    chosen = os.environ.get("C3A_NBGRADER_MISTAKES", "all")
     if chosen == "all":
         return None
-    return tuple(x.strip() for x in chosen.split(",") if x.strip()) or MISTAKE_NOTEBOOKS
+    return tuple(x.strip() for x in chosen.split(",") if x.strip())
 
 
 def _exercise_owner() -> dict[str, str]:
@@ -65,9 +70,9 @@ def _exercise_owner() -> dict[str, str]:
 
 OWNER = _exercise_owner()
 _chosen = _mistake_notebooks()
-SELECTED_MISTAKES = {
-    g: s for g, s in MISTAKES.items() if g in OWNER and (_chosen is None or OWNER[g].startswith(_chosen))
-}
+SELECTED_MISTAKES = [
+    m for m in MISTAKES if m.grade_id in OWNER and (_chosen is None or OWNER[m.grade_id].startswith(_chosen))
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +92,7 @@ def synthetic(tmp_path_factory, nbgrader_installed):
     (folder / "notebooks").mkdir()
     path = folder / "notebooks" / "99_synthetic.ipynb"
     nbformat.write(synthetic_notebook(), path)
-    return CourseRun(folder / "course", [path], SYNTHETIC_MISTAKES, exchange_student=True).run()
+    return CourseRun(folder / "course", [path], SYNTHETIC_MISTAKES, exchange_student=True, validate=True).run()
 
 
 def test_synthetic_release_has_the_header_the_stubs_and_no_solution(synthetic):
@@ -114,18 +119,28 @@ def test_synthetic_scores_full_blank_and_a_hard_coded_answer(synthetic, capsys):
     # The untouched release, fetched and submitted through the exchange under the student's login name.
     assert autograded_points(synthetic.scores(synthetic.blank, "99_synthetic")) == (0.0, 3.0)
     # x + 2 passes the visible case (double(2) == 4) and fails the hidden one: only that exercise's points go.
-    mistake = synthetic.scores("mistake-nb99_ex1_solution", "99_synthetic")
+    mistake = synthetic.scores("mistakes-99-1", "99_synthetic")
     assert (mistake["nb99_ex1_test"][0], mistake["nb99_ex2_test"][0]) == (0.0, 1.0)
 
 
 def test_synthetic_feedback_shows_the_checkers_message(synthetic):
-    student = "mistake-nb99_ex1_solution"
+    student = "mistakes-99-1"
     error = error_of(synthetic.autograded(student, "99_synthetic"), "nb99_ex1_test")
     assert error is not None and error["ename"] == "AssertionError"
     assert message_lines(error) == [SYNTHETIC_MESSAGE]
     page = page_text(synthetic.feedback(student, "99_synthetic"))
     assert SYNTHETIC_MESSAGE in page
     assert SYNTHETIC_MESSAGE not in page_text(synthetic.feedback("solutions", "99_synthetic"))
+
+
+def test_synthetic_validate_runs_the_visible_tests_only(synthetic):
+    """validate runs the student version, whose test cells have no hidden cases: the solutions pass, and so does an
+    answer hard-coded for the visible case (autograde's hidden case takes its points). So every typical mistake of
+    the course must fail a visible case (tests/course/test_exercise_cells_01_03.py checks 01-03's)."""
+    assert synthetic.validation_error is None, synthetic.validation_error
+    assert "Success! Your notebook passes all the tests." in synthetic.validation["solutions", "99_synthetic"]
+    hard_coded = synthetic.validation["mistakes-99-1", "99_synthetic"]
+    assert "Success! Your notebook passes all the tests." in hard_coded and SYNTHETIC_MESSAGE not in hard_coded
 
 
 # -------------------------------------------------------------------------------------------- the course itself
@@ -135,14 +150,38 @@ def test_every_exercise_has_a_typical_mistake_to_autograde():
     solutions = {}
     for path in SOURCE_NOTEBOOKS:
         solutions.update(solution_sources(nbformat.read(path, as_version=4)))
-    unknown = sorted(set(MISTAKES) - set(OWNER))
+    given = {m.grade_id for m in MISTAKES}
+    unknown = sorted(given - set(OWNER))
     assert not unknown, f"MISTAKES names exercises that no notebook has: {unknown}"
-    missing = sorted(set(OWNER) - set(MISTAKES))
+    missing = sorted(set(OWNER) - given)
     assert not missing, f"exercises without a typical mistake in tests/tools/mistakes_*.py: {missing}"
-    same = sorted(g for g, s in MISTAKES.items() if s.strip() == solutions[g].strip())
+    same = sorted(m.id for m in MISTAKES if m.source.strip() == solutions[m.grade_id].strip())
     assert not same, f"these 'mistakes' are the solution itself: {same}"
-    stray = sorted(set(MESSAGES) - set(MISTAKES))
-    assert not stray, f"MESSAGES for exercises without a MISTAKES entry: {stray}"
+
+
+def test_mistakes_share_submissions_only_where_their_exercises_are_independent():
+    """In notebook 04 the layer (Exercise 2) uses the student's autograd Function (Exercise 1): their mistakes go in
+    different submissions, so each loses only its own points. Independent exercises share one."""
+    from .nbgrader_course import Mistake, exercise_dependencies, mistake_rounds
+
+    for path in SOURCE_NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        depends = exercise_dependencies(nb)
+        mine = [m for m in MISTAKES if OWNER.get(m.grade_id) == path.stem]
+        rounds = mistake_rounds(mine, nb)
+        assert sorted(m.id for r in rounds for m in r) == sorted(m.id for m in mine)
+        per_exercise = max([sum(m.grade_id == g for m in mine) for g in {m.grade_id for m in mine}] or [0])
+        for round_ in rounds:
+            ids = [m.grade_id for m in round_]
+            assert len(ids) == len(set(ids)), f"{path.stem}: two mistakes of one exercise in one submission"
+            assert not any(depends[a] & set(ids) for a in ids), f"{path.stem}: dependent exercises share {ids}"
+        if not any(depends.values()):
+            assert len(rounds) == per_exercise, f"{path.stem}: {len(rounds)} submissions for {per_exercise}"
+    synthetic = synthetic_notebook()
+    synthetic.cells[4].source = "### BEGIN SOLUTION\nsquares = [double(k) * k for k in range(4)]\n### END SOLUTION"
+    assert exercise_dependencies(synthetic) == {"nb99_ex1_solution": set(), "nb99_ex2_solution": {"nb99_ex1_solution"}}
+    two = [Mistake("nb99_ex1_solution", "a", "x"), Mistake("nb99_ex2_solution", "b", "y")]
+    assert len(mistake_rounds(two, synthetic)) == 2 and len(mistake_rounds(two, synthetic_notebook())) == 1
 
 
 def _problems(path):
@@ -156,7 +195,8 @@ COURSE_NOTEBOOKS = [p for p in SOURCE_NOTEBOOKS if not _problems(p)]
 @pytest.fixture(scope="module")
 def course(tmp_path_factory, nbgrader_installed):
     assert COURSE_NOTEBOOKS, "no notebook in notebooks/ is an nbgrader source notebook"
-    return CourseRun(tmp_path_factory.mktemp("course") / "course", COURSE_NOTEBOOKS, SELECTED_MISTAKES).run()
+    run = CourseRun(tmp_path_factory.mktemp("course") / "course", COURSE_NOTEBOOKS, SELECTED_MISTAKES, validate=True)
+    return run.run()
 
 
 def _in_course(course, path):
@@ -220,21 +260,85 @@ def test_solutions_get_full_marks_and_the_release_gets_zero(course, path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(COURSE_TIMEOUT)
-@pytest.mark.parametrize("grade_id", sorted(SELECTED_MISTAKES) or ["<none>"])
-def test_a_typical_mistake_loses_exactly_its_exercise(course, grade_id):
-    assert grade_id != "<none>", "no MISTAKES to autograde (tests/tools/mistakes_*.py)"
-    student, assignment = f"mistake-{grade_id}", OWNER[grade_id]
+@pytest.mark.parametrize("mistake", SELECTED_MISTAKES or [None], ids=lambda m: m.id if m else "<none>")
+def test_a_typical_mistake_loses_exactly_its_exercise(course, mistake):
+    assert mistake is not None, "no MISTAKES to autograde (tests/tools/mistakes_*.py)"
+    assignment = OWNER[mistake.grade_id]
     _in_course(course, NOTEBOOKS / f"{assignment}.ipynb")
-    test_id = grade_cell_of(course.source[assignment])[grade_id]
+    student = course.student_of[mistake.id]
+    tests = grade_cell_of(course.source[assignment])
+    test_id = tests[mistake.grade_id]
     got = course.scores(student, assignment)
-    assert got[test_id][0] == 0, f"{grade_id}: the mistake still scores {got[test_id][0]}/{got[test_id][1]}"
-    lost = {g: (s, m) for g, (s, m, kind) in got.items() if kind == "code" and g != test_id and s != m}
-    assert not lost, f"{grade_id}: the mistake also costs points on {lost}"
+    assert got[test_id][0] == 0, f"{mistake.id}: the mistake still scores {got[test_id][0]}/{got[test_id][1]}"
+    wrong = {tests[m.grade_id] for m in course.rounds[student]}  # the exercises with a mistake in this submission
+    lost = {g: (s, m) for g, (s, m, kind) in got.items() if kind == "code" and g not in wrong and s != m}
+    assert not lost, f"{mistake.id}: the submission also loses points on {lost}"
     error = error_of(course.autograded(student, assignment), test_id)
     assert error is not None and error["ename"] != "NotImplementedError", error
     lines = message_lines(error)
     assert lines, f"{test_id}: the checker failed without a message ({error['ename']})"
-    if grade_id in MESSAGES:
-        assert MESSAGES[grade_id] in error["evalue"], f"{test_id}: the checker did not name the mistake: {lines}"
+    if mistake.message:
+        assert flat(mistake.message) in flat(error["evalue"]), f"{test_id}: the checker did not name it: {lines}"
     page = page_text(course.feedback(student, assignment))
     assert lines[0] in page, f"{test_id}: the feedback does not show the checker's message {lines[0]!r}"
+    if mistake.message:
+        assert flat(mistake.message) in flat(page), f"{test_id}: the feedback does not name the mistake"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(COURSE_TIMEOUT)
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.stem)
+def test_nbgrader_validate_passes_the_solutions_and_names_each_mistake(course, path):
+    """A student's own check: ``nbgrader validate`` on the student version, with the solutions pasted in and with
+    each round of typical mistakes (the same submissions autograde grades)."""
+    _in_course(course, path)
+    assert course.validation_error is None, course.validation_error
+    passed = course.validation["solutions", path.stem]
+    assert "Success! Your notebook passes all the tests." in passed, passed[-3000:]
+    stalled = [(s, a) for (s, a), out in course.validation.items() if a == path.stem and "Timeout" in out]
+    assert not stalled, f"a cell timed out under validate: {stalled}"
+    for student, round_ in course.rounds.items():
+        if OWNER[round_[0].grade_id] != path.stem:
+            continue
+        out = course.validation[student, path.stem]
+        assert "Success!" not in out and out.count("The following cell failed:") == len(round_), out[-4000:]
+        assert "NotImplementedError" not in out, out[-4000:]
+        tests = grade_cell_of(course.source[path.stem])
+        for mistake in round_:
+            if mistake.message:
+                assert flat(mistake.message) in flat(out), f"validate does not show {mistake.id}'s message:\n{out}"
+            # The whole message, as autograde's feedback has it: validate cuts lines over 87 characters with '...',
+            # so the checkers wrap theirs whenever nbgrader runs a notebook.
+            error = error_of(course.autograded(student, path.stem), tests[mistake.grade_id])
+            message = flat(" ".join(message_lines(error)))
+            assert message in flat(out), f"validate shows {mistake.id}'s message cut or not at all:\n{out}"
+
+
+def _cited_data(release) -> set[str]:
+    text = "\n".join(c.source for c in release.cells)
+    return {m.group(0) for m in re.finditer(r"\bdata/[\w./-]*[\w/-]", text)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(COURSE_TIMEOUT)
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_release_is_a_student_version(course, path):
+    """What a student gets leads nowhere near the solutions and says what the student sees: no Colab badge or link
+    to the repository's notebooks (they hold the solutions), one header and no other note about the student
+    version, no mention of the solution notebook or of nbgrader's solution markers, and every data/ file it cites
+    is in its folder (or is made at run time)."""
+    _in_course(course, path)
+    folder = course.course / "release" / path.stem
+    release = nbformat.read(folder / path.name, as_version=4)
+    raw = (folder / path.name).read_text(encoding="utf-8")
+    markdown = "\n".join(c.source for c in release.cells if c.cell_type == "markdown")
+    assert "colab.research.google.com" not in raw, f"{path.stem}: a Colab link (it opens the solution notebook)"
+    assert not re.search(r"\]\((?![a-z]+://)[^)\s]*\.ipynb\)", markdown), f"{path.stem}: a link to a notebook"
+    assert markdown.count("Student version") == 1 and release.cells[0].source == assignments.HEADER_TEXT
+    assert "Assignment version" not in markdown
+    for phrase in ("solution notebook", "solution marker", "BEGIN and END", "between the two solution"):
+        assert phrase not in markdown, f"{path.stem}: the student version says {phrase!r}"
+    assert "raise NotImplementedError()" in markdown, f"{path.stem}: no instruction about the stub the student sees"
+    generated = ("data/cache",)
+    missing = sorted(p for p in _cited_data(release) if not p.startswith(generated) and not (folder / p).exists())
+    assert not missing, f"{path.stem}: the student version cites {missing} but does not ship them"

@@ -1,6 +1,6 @@
 """Checkers for notebook 01 (circulant matrices).
 
-Every checker takes the learner's *function* and tries it on cases it builds itself; its parameters
+Every checker takes the learner's *function* (or answer) and tries it on cases it builds itself; its parameters
 (``n=``, ``seed=``, ...) let an autograder's hidden tests try cases the learner never saw, so an answer
 hard-coded for the visible case fails.
 """
@@ -10,42 +10,58 @@ from __future__ import annotations
 import numpy as np
 
 from ...c3a.circulant import circulant
-from .common import as_numpy, check_shape, fail, ok, sample_kernels
+from ..viz import PRESET_KERNELS, circulant_view
+from .common import as_numpy, check_shape, close, ok, real_array
+from .common import fail_wrapped as fail
 
 
-def check_circulant_builder(fn, n: int = 5, seed: int = 0) -> None:
-    """Exercise 01.1: ``fn(c)`` must return the circulant with ``c`` as its first column.
+def _rows(n: int, seed: int) -> list[np.ndarray]:
+    # Non-symmetric rows of lengths n and n + 1 (odd and even): for a symmetric row, every orientation agrees.
+    rng = np.random.default_rng(seed)
+    return [np.arange(1.0, n + 1), rng.standard_normal(n), rng.standard_normal(n + 1)]
 
-    Tried on a ramp of length ``n`` and random kernels of lengths ``n`` and ``2n`` drawn with ``seed``.
+
+def check_kernel_from_first_row(fn, n: int = 5, seed: int = 0) -> None:
+    """Exercise 01.2: ``fn(row)`` must return the kernel ``c`` (first column) of the circulant whose first row is
+    ``row``: ``circulant(fn(row))[0] == row``.
+
+    Tried on a ramp of length ``n`` and random rows of lengths ``n`` and ``n + 1`` drawn with ``seed``.
     """
-    for c in sample_kernels(n, seed):
-        length = len(c)
-        got = as_numpy(fn(c.copy()), "your circulant")
-        check_shape(got, (length, length), f"your circulant of a length-{length} kernel")
-        want = circulant(c)
-        if np.allclose(got, want):
+    for row in _rows(n, seed):
+        length = len(row)
+        got = as_numpy(fn(row.copy()), "your kernel")
+        check_shape(got, (length,), f"your kernel for a length-{length} row")
+        want = row[(-np.arange(length)) % length]
+        if close(got, want):
             continue
-        if np.allclose(got, want.T):
+        first_row = circulant(got)[0] if got.ndim == 1 else None
+        if close(got, row):
             fail(
-                "your circulant has the kernel in the first row; it belongs in the first column "
-                "(C[i, j] = c[(i - j) mod n]). Shift down, not right: column j is np.roll(c, j)."
+                "you returned the row itself, so circulant(your kernel) has `row` as its first *column*: the "
+                "transpose of what was asked. In circulant(c), row 0 is not c: C[0, j] = c[(0 - j) mod n]. "
+                "Which kernel entry sits in row 0, column j?"
             )
-        if np.allclose(got[:, 0], c):
+        if close(got, row[::-1]):
             fail(
-                "the first column is right but a later column is not: column j must be the kernel shifted "
-                "down by j places, cyclically (np.roll(c, j))."
+                "off by one place: you reversed the whole row, so circulant(your kernel)[0] is `row` shifted "
+                "cyclically by one. Look at C[0, 0] (section 2's printout): which kernel entry is on the diagonal?"
             )
-        if np.allclose(got[0], c[::-1]) or np.allclose(got[:, 0], c[::-1]):
-            fail("your kernel comes out reversed: column 0 must be c itself, c[0] on the diagonal.")
+        shown = np.round(first_row, 3).tolist() if first_row is not None else f"(an array of shape {got.shape})"
         fail(
-            f"for c = {np.round(c, 3).tolist()} your matrix differs from circulant(c); entry [i, j] "
-            "must be c[(i - j) % n]."
+            f"for row = {np.round(row, 3).tolist()}, circulant(your kernel)[0] = {shown}; it must equal the row. "
+            "Entry j of row 0 is c[(0 - j) mod n]."
         )
-    ok("column j is the kernel shifted down by j, so C[i, j] = c[(i - j) mod n].")
+    ok("row 0 of circulant(c) is c[(−j) mod n]: c0 first, then the rest of c reversed.")
 
 
 def _real_kernel(value, n: int, name: str) -> np.ndarray:
-    c = as_numpy(value, name)
+    c = real_array(
+        value,
+        name,
+        "A real kernel has a conjugate-symmetric spectrum, so keep or zero the DFT coefficients k and n - k "
+        "together; then the inverse transform is real up to rounding: return its real part, or build it with "
+        "np.fft.irfft(..., n=n).",
+    )
     if c.ndim != 1 or c.shape[0] != n:
         if c.ndim == 1 and c.shape[0] in (n - 1, n + 1):
             fail(
@@ -53,14 +69,7 @@ def _real_kernel(value, n: int, name: str) -> np.ndarray:
                 "n // 2 + 1 coefficients fits n = 2m and n = 2m + 1 alike, so pass it: np.fft.irfft(half, n=n)."
             )
         fail(f"{name} has shape {c.shape}; it should be a 1-D array of length n = {n}.")
-    if np.iscomplexobj(c):
-        if np.abs(c.imag).max() > 1e-9 * max(1.0, np.abs(c).max()):
-            fail(
-                f"{name} is complex. To keep it real, keep or zero the DFT coefficients in conjugate pairs "
-                "(k and n - k together) and take np.fft.ifft(...).real, or build it with np.fft.irfft(..., n=n)."
-            )
-        c = c.real
-    return c.astype(float)
+    return c
 
 
 def _nonzero_frequencies(c: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
@@ -69,11 +78,11 @@ def _nonzero_frequencies(c: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
 
 
 def check_kernel_with_rank(fn, n: int = 8, ranks=None) -> None:
-    """Exercise 01.2: ``fn(n, rank)`` must return a real length-``n`` kernel whose circulant has rank ``rank``.
+    """Exercise 01.3: ``fn(n, rank)`` must return a real length-``n`` kernel whose circulant has rank ``rank``.
 
-    Tried for every rank in ``ranks`` (default: all of ``1 .. n``), so both parities and the full rank.
+    Tried for every rank in ``ranks`` (default: all of ``0 .. n``), so both parities, 0 and the full rank.
     """
-    ranks = range(1, n + 1) if ranks is None else ranks
+    ranks = range(0, n + 1) if ranks is None else ranks
     for rank in ranks:
         c = _real_kernel(fn(n, rank), n, f"your kernel for n = {n}, rank = {rank}")
         got = int(np.linalg.matrix_rank(circulant(c)))
@@ -93,32 +102,78 @@ def check_kernel_with_rank(fn, n: int = 8, ranks=None) -> None:
     ok(f"for n = {n}, ranks {min(ranks)}..{max(ranks)}: the rank is the number of non-zero entries of fft(c).")
 
 
-def _thresholded(c: np.ndarray, tol: float, spectrum_scale: float = 1.0) -> np.ndarray:
+# The ways of misreading "within tol" that the checker recognises: name -> what |fft(c)| is divided by.
+MISREADINGS = {
+    "unitary": "|fft(c)| / √n (the unitary DFT, norm='ortho')",
+    "per_n": "|fft(c)| / n",
+    "relative": "|fft(c)[k]| / max|fft(c)| (a relative threshold)",
+}
+
+
+def _divisor(kind: str, spectrum: np.ndarray) -> float:
+    n = len(spectrum)
+    return {"unitary": np.sqrt(n), "per_n": float(n), "relative": float(np.abs(spectrum).max())}[kind]
+
+
+def thresholded(c: np.ndarray, tol: float, kind: str | None = None) -> np.ndarray:
+    """The kernel with the DFT coefficients at or under ``tol`` zeroed: the right answer (``kind=None``) or one
+    of the ``MISREADINGS``."""
     spectrum = np.fft.fft(c)
-    return np.fft.ifft(np.where(np.abs(spectrum) * spectrum_scale > tol, spectrum, 0)).real
+    divisor = 1.0 if kind is None else _divisor(kind, spectrum)
+    return np.fft.ifft(np.where(np.abs(spectrum) / divisor > tol, spectrum, 0)).real
 
 
-def _approximation_cases(n: int, seed: int):
-    """Kernels with well-separated DFT magnitudes and a ``tol`` between two of them (no ties at ``tol``)."""
+def _designed_kernel(n: int, ratio: float, scale: float, rng) -> np.ndarray:
+    """A real kernel whose distinct DFT magnitudes are ``scale · ratio^j`` (shuffled) with random phases."""
+    half = n // 2 + 1
+    magnitudes = scale * ratio ** rng.permutation(half)
+    phases = np.exp(2j * np.pi * rng.uniform(size=half))
+    phases[0] = 1.0  # frequency 0 (and n/2 for even n) of a real signal is real
+    if n % 2 == 0:
+        phases[-1] = 1.0
+    return np.fft.irfft(magnitudes * phases, n=n)
+
+
+def approximation_cases(n: int, seed: int):
+    """Three ``(c, tol)``: kernels with well-separated DFT magnitudes and a ``tol`` between two of them (no ties at
+    ``tol``), keeping different numbers of frequencies, each chosen so that the right answer and every misreading
+    in ``MISREADINGS`` keep four different sets of frequencies (possible from n = 9 on; for smaller n, as many
+    different ones as can be). So a wrong answer is recognised for what it is."""
     rng = np.random.default_rng(seed)
-    for keep_fraction in (0.25, 0.5, 0.75):
-        c = rng.standard_normal(n)
-        levels = np.unique(np.round(np.abs(np.fft.fft(c)), 9))  # one value per conjugate pair
-        i = max(1, int(round(keep_fraction * len(levels)))) - 1  # tol between levels[i] and levels[i + 1]
-        i = min(i, len(levels) - 2)
-        yield c, float((levels[i] + levels[i + 1]) / 2)
+    ratio = min(2.5, 0.8 * np.sqrt(n))  # levels closer than √n: dividing by √n moves the cut by a level or more
+    found = []
+    for scale in (1.0, 0.04, 30.0, 0.3, 5.0):
+        c = _designed_kernel(n, ratio, scale * rng.uniform(0.7, 1.4), rng)
+        magnitudes = np.abs(np.fft.fft(c))
+        levels = np.unique(np.round(magnitudes / magnitudes.max(), 9)) * magnitudes.max()  # one per conjugate pair
+        for i in range(len(levels) - 1):
+            tol = float(np.sqrt(levels[i] * levels[i + 1]))
+            kept = [tuple(np.abs(np.fft.fft(c)) / (1.0 if kind is None else _divisor(kind, np.fft.fft(c))) > tol)
+                    for kind in (None, *MISREADINGS)]  # fmt: skip
+            found.append((len(set(kept)), -i, c, tol))
+    found.sort(key=lambda case: (-case[0], case[1]))
+    chosen, counts = [], set()
+    for _, _, c, tol in found:  # the most separating cases, each keeping a different count
+        keeps = int((np.abs(np.fft.fft(c)) > tol).sum())
+        if keeps not in counts:
+            counts.add(keeps)
+            chosen.append((c, tol))
+        if len(chosen) == 3:
+            break
+    return chosen
 
 
 def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
-    """Exercise 01.3: ``fn(c, tol)`` must return the kernel of a lowest-rank circulant within ``tol`` of ``C``.
+    """Exercise 01.4: ``fn(c, tol)`` must return the *real* kernel of a lowest-rank circulant within ``tol`` of ``C``.
 
     "Within tol": spectral norm ``‖circulant(c) - circulant(k)‖₂ ≤ tol``. By Eckart–Young no matrix of
     rank below ``#{σ_i(C) > tol}`` gets that close, and the σ_i are ``|fft(c)|``: so the answer's rank
-    must be the number of DFT coefficients with ``|fft(c)[k]| > tol``. Any answer with that rank and that
-    error passes (it need not be unique). Tried on kernels of lengths ``n`` and ``n + 1`` drawn with ``seed``.
+    must be the number of DFT coefficients with ``|fft(c)[k]| > tol``. Any real answer with that rank and that
+    error passes (it need not be unique); a complex array fails, since the question asks whether the kernel
+    comes out real. Tried on kernels of lengths ``n`` and ``n + 1`` drawn with ``seed``.
     """
     for length in (n, n + 1):
-        for c, tol in _approximation_cases(length, seed + length):
+        for c, tol in approximation_cases(length, seed + length):
             got = _real_kernel(fn(c.copy(), tol), length, f"your kernel (n = {length})")
             singular_values = np.abs(np.fft.fft(c))
             best_rank = int((singular_values > tol).sum())
@@ -126,31 +181,64 @@ def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
             error = float(np.linalg.norm(circulant(c) - circulant(got), 2))
             if error <= tol * (1 + 1e-9) and rank == best_rank:
                 continue
-            if np.allclose(got, np.where(np.abs(c) > tol, c, 0)):
+            if close(got, np.where(np.abs(c) > tol, c, 0)):
                 fail(
                     "you zeroed entries of the kernel c. Rank and singular values live in the DFT: the singular "
-                    "values of circulant(c) are |fft(c)|, so zero the DFT coefficients with |fft(c)[k]| <= tol "
-                    "and transform back."
+                    "values of circulant(c) are |fft(c)| (section 3), so decide frequency by frequency."
                 )
-            for scale, name in (
-                (1 / np.sqrt(length), "|fft(c)| / √n (the unitary DFT, norm='ortho')"),
-                (1 / length, "|fft(c)| / n"),
-            ):
-                if np.allclose(got, _thresholded(c, tol, scale)):
+            for kind, name in MISREADINGS.items():
+                if close(got, thresholded(c, tol, kind)):
+                    if kind == "relative":
+                        fail(
+                            f"you compared {name} with tol. Here tol is an absolute distance, "
+                            "‖circulant(c) − M‖₂ ≤ tol, not a fraction of the largest singular value. What is the "
+                            "spectral norm of circulant(c) − M when M keeps some of c's frequencies?"
+                        )
                     fail(
-                        f"you compared {name} with tol. The singular values of circulant(c) are |fft(c)| "
-                        "itself: in C = U* diag(fft(c)) U with the unitary U = F/√n, the √n of U* and the 1/√n "
-                        "of U cancel."
+                        f"you compared {name} with tol. The singular values of circulant(c) are |fft(c)| itself: "
+                        "in C = U* diag(fft(c)) U with the unitary U = F/√n, the √n of U* and the 1/√n of U cancel."
                     )
             if error > tol * (1 + 1e-9):
                 fail(
                     f"for n = {length}, tol = {tol:.3g}: ‖circulant(c) - circulant(your kernel)‖₂ = {error:.3g} > tol. "
-                    "The error of dropping a set of frequencies is the largest |fft(c)[k]| you dropped: drop only "
-                    "those with |fft(c)[k]| <= tol."
+                    "Dropping a frequency costs its |fft(c)[k]| in the spectral norm: which ones can you afford?"
                 )
             fail(
                 f"for n = {length}, tol = {tol:.3g}: your circulant has rank {rank}, but rank {best_rank} is enough "
-                f"(the number of |fft(c)[k]| > tol). Eckart–Young: no matrix of lower rank is within tol, and "
-                "dropping every frequency with |fft(c)[k]| <= tol reaches that rank."
+                "(Eckart–Young: no matrix of lower rank is within tol, and one of this rank is)."
             )
     ok("keep the DFT coefficients with |fft(c)[k]| > tol: the rank is minimal (Eckart–Young) and the error ≤ tol.")
+
+
+def singular_for_every_n(name: str, sizes=range(2, 33)) -> tuple[bool, int | None]:
+    """``(singular at every n in sizes, the first n where it is invertible or None)`` for a widget preset."""
+    for n in sizes:
+        view = circulant_view(n, name)
+        if view.rank == n:
+            return False, n
+    return True, None
+
+
+def check_singular_presets(answer, sizes=range(2, 33)) -> None:
+    """Exercise 01.1 (with the widget): the preset kernels whose circulant is singular for *every* ``n`` in ``sizes``
+    (the widget's range, 2 to 32; the hidden test tries 2 to 64, which gives the same set).
+
+    ``answer`` is a collection of preset names (the widget's menu entries)."""
+    if isinstance(answer, str) or not hasattr(answer, "__iter__"):
+        fail(f"answer = {answer!r}: give a set of preset names, e.g. {{'random', 'shift [0, 1, 0, ...]'}}.")
+    names = set(answer)
+    unknown = sorted(names - set(PRESET_KERNELS))
+    if unknown:
+        fail(f"{unknown} are not the widget's presets; copy names from its kernel menu: {list(PRESET_KERNELS)}.")
+    want = {name for name in PRESET_KERNELS if singular_for_every_n(name, sizes)[0]}
+    for name in sorted(names - want):
+        n = singular_for_every_n(name, sizes)[1]
+        fail(f"'{name}' is invertible at n = {n} (rank {n} of {n}): set the widget to it and look at the spectrum.")
+    missing = sorted(want - names)
+    if missing:
+        fail(
+            f"{len(missing)} more preset{'s are' if len(missing) > 1 else ' is'} singular for every n from "
+            f"{min(sizes)} to {max(sizes)}. A circulant is singular when some DFT coefficient of its kernel is zero: "
+            "for which kernels is that true whatever n is?"
+        )
+    ok(f"{sorted(want)}: for each, some DFT coefficient is zero at every n (rank < n).")

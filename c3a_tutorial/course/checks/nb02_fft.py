@@ -2,6 +2,12 @@
 
 Every checker takes the learner's *function* and tries it on cases it builds itself, odd and even lengths;
 ``seed=`` and the length parameters let an autograder's hidden tests try cases the learner never saw.
+
+The three exercises ask for a method, FFTs without a matrix, and the checkers enforce it (``rules.py``): while
+the learner's function runs, the dense helpers (``scipy.linalg.circulant``, ``numpy.linalg.pinv``, ``lstsq``,
+``inv``, ``solve``, ``np.convolve``, the package's ``circulant``, ...) raise an error that names the rule; the
+function must call an FFT; and on one large case its NumPy memory must stay under a budget that one dense
+``n × n`` matrix exceeds many times over, while the FFT answer uses a small fraction of it.
 """
 
 from __future__ import annotations
@@ -9,56 +15,119 @@ from __future__ import annotations
 import numpy as np
 
 from ...c3a.circulant import circulant
-from .common import as_numpy, fail, ok
+from .common import as_numpy, close, ok
+from .common import fail_wrapped as fail
+from .rules import CIRCULANT_BUILDERS, DENSE_SOLVERS, DENSE_SOLVERS_SCIPY, by_the_method
+
+NO_FFT = (
+    "your function computed the answer without calling an FFT (numpy.fft, scipy.fft or torch.fft). The exercise "
+    "asks for the FFT route: that is what makes it O(n log n) instead of O(n²)."
+)
+LARGE = 4097  # odd, so a missing n= shows; one dense float64 matrix of this size is 128 MiB
+BUDGET = 8 * 2**20  # bytes of NumPy memory the large case may take: 1/16 of that matrix, ~40x the FFT answer's need
 
 
-def _signal_pairs(seed: int = 1, lengths=(6, 7, 16)):
-    # Odd and even lengths: an irfft without n= only goes wrong for odd n.
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(n), rng.standard_normal(n)) for n in lengths]
+def _why_dense(what: str) -> dict[str, str]:
+    """Every dense helper, each with the reason it breaks the rule of ``what``."""
+    why = f"it builds or inverts a dense matrix, and this exercise asks for {what} with FFTs, without a matrix."
+    return {path: why for path in (*CIRCULANT_BUILDERS, *DENSE_SOLVERS, *DENSE_SOLVERS_SCIPY)}
 
 
 def _as_real_vector(got, shape: tuple, n: int, what: str, name: str) -> np.ndarray:
     got = as_numpy(got, name)
     if got.shape != shape:
-        if got.ndim == 1 and got.shape[0] in (n - 1, n + 1):
+        if got.ndim == 1 and len(shape) == 1 and got.shape[0] in (shape[0] - 1, shape[0] + 1):
             fail(
-                f"{name} has length {got.shape[0]} for n = {n}: irfft guessed the length. rfft keeps n // 2 + 1 "
-                "coefficients for both n = 2m and n = 2m + 1, so pass the length: np.fft.irfft(..., n=n)."
+                f"{name} has length {got.shape[0]} where {shape[0]} is right. If it came out of irfft, irfft "
+                "guessed the length: rfft keeps m // 2 + 1 coefficients for both m = 2k and m = 2k + 1, so pass "
+                "the length: np.fft.irfft(..., n=...)."
             )
-        fail(f"{name} has shape {got.shape}; for length-{n} inputs it should have shape {shape}.")
+        fail(f"{name} has shape {got.shape}; for these inputs it should have shape {shape}.")
     if np.iscomplexobj(got) and np.abs(got.imag).max() > 1e-9 * max(1.0, np.abs(got).max()):
         fail(f"{name} is complex with a non-zero imaginary part; real inputs give a real {what}.")
     return np.real(got).astype(float)
 
 
-def _check_vector(got, want, n: int, what: str, transposed=None, name: str = "your result") -> bool:
-    got = _as_real_vector(got, want.shape, n, what, name)
-    if np.allclose(got, want):
-        return True
-    if transposed is not None and np.allclose(got, transposed):
-        return False
-    fail(f"{name} differs from the dense {what} for n = {n} (max error {np.abs(got - want).max():.3g}).")
-    return False
+# ------------------------------------------------------------------ exercise 1: linear convolution
 
 
-def check_fft_matvec(fn, lengths=(6, 7, 16), seed: int = 1) -> None:
-    """Exercise 02.1: ``fn(c, x)`` must compute ``circulant(c) @ x`` with real FFTs."""
-    for c, x in _signal_pairs(seed, lengths):
-        n = len(c)
-        if not _check_vector(fn(c.copy(), x.copy()), circulant(c) @ x, n, "product C @ x", circulant(c).T @ x):
+def _convolution_cases(seed: int, lengths):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(m), rng.standard_normal(k)) for m, k in lengths]
+
+
+def _is_circular(got: np.ndarray, full: np.ndarray) -> bool:
+    """Is ``got`` the circular convolution of length ``len(got)`` whose linear convolution is ``full``?"""
+    wrapped = np.zeros(len(got))
+    np.add.at(wrapped, np.arange(len(full)) % len(got), full)
+    return close(got, wrapped)
+
+
+def _wraps(length: int, m: int, k: int, size: int) -> None:
+    fail(
+        f"your result wraps around: it is the circular convolution of length {length}, and np.convolve(a, b) "
+        f"has {size} = {m} + {k} - 1 entries. The FFT identity computes circular convolutions only: on a circle "
+        "of which length does nothing wrap around?"
+    )
+
+
+def check_fft_convolve(fn, lengths=((6, 3), (7, 7), (8, 5)), seed: int = 1) -> None:
+    """Exercise 02.1: ``fn(a, b)`` must equal ``np.convolve(a, b)`` (the full linear convolution, length
+    ``len(a) + len(b) - 1``), computed with real FFTs and no dense matrix.
+
+    Tried for every ``(len(a), len(b))`` in ``lengths`` (odd and even output lengths), then once with long signals
+    under the memory budget."""
+    rules = _why_dense("the convolution") | {
+        path: "it computes the convolution for you; the exercise asks you to compute it with FFTs."
+        for path in (
+            "numpy.convolve",
+            "numpy.correlate",
+            "scipy.signal.convolve",
+            "scipy.signal.fftconvolve",
+            "scipy.signal.oaconvolve",
+            "scipy.ndimage.convolve1d",
+        )
+    }
+    for a, b in _convolution_cases(seed, lengths):
+        want = np.convolve(a, b)
+        m, k, size = len(a), len(b), len(want)
+        got = as_numpy(by_the_method(fn, (a.copy(), b.copy()), forbidden=rules, require_fft=NO_FFT), "your result")
+        if got.ndim == 1 and got.shape[0] != size and got.shape[0] >= max(m, k):
+            if got.shape[0] < size and _is_circular(got, want):
+                _wraps(got.shape[0], m, k, size)
             fail(
-                "you computed circulant(c).T @ x, the circular *correlation*: that is what conj() does. The product "
-                "C @ x multiplies the spectra as they are: irfft(rfft(c) * rfft(x), n=n)."
+                f"your result has length {got.shape[0]}; np.convolve(a, b) has len(a) + len(b) - 1 = {size} entries. "
+                "(If it came out of irfft without n=, irfft guessed the length: rfft keeps N // 2 + 1 coefficients "
+                "for both N = 2j and N = 2j + 1, so pass it: np.fft.irfft(..., n=N).)"
             )
-    ok("C @ x == irfft(rfft(c) * rfft(x), n=n), for odd and even n.")
+        got = _as_real_vector(got, want.shape, size, "convolution", "your result")
+        if close(got, want):
+            continue
+        for length in range(max(m, k), size):
+            if _is_circular(got[:length], want) and np.allclose(got[length:], 0):
+                _wraps(length, m, k, size)
+        spectra = np.fft.rfft(a, size), np.fft.rfft(b, size)
+        if close(got, np.fft.irfft(spectra[0] * spectra[1].conj(), n=size)) or close(
+            got, np.fft.irfft(spectra[0].conj() * spectra[1], n=size)
+        ):
+            fail("you computed a correlation: the product of spectra is a convolution as it is, with no conj.")
+        error = np.abs(got - want).max()
+        fail(f"for lengths {m} and {k} your result differs from np.convolve(a, b) (max error {error:.3g}).")
+    a, b = _convolution_cases(seed + 1, [(LARGE, (LARGE + 1) // 2)])[0]
+    want = np.convolve(a, b)
+    got = by_the_method(
+        fn, (a, b), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=len(want) * LARGE * 8
+    )
+    if not close(_as_real_vector(got, want.shape, len(want), "convolution", "your result"), want):
+        fail(f"for long signals ({LARGE} and {len(b)} samples) your result differs from np.convolve(a, b).")
+    ok("linear convolution = circular convolution on a circle long enough that nothing wraps.")
 
 
 # ------------------------------------------------------------------ exercise 2: the pseudo-inverse
 
 
-def spectrum_kernel(n: int, zero_frequencies=(), seed: int = 0) -> np.ndarray:
-    """A real length-``n`` kernel whose DFT magnitudes lie in [0.5, 1.5], except exact zeros at
+def spectrum_kernel(n: int, zero_frequencies=(), seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    """A real length-``n`` kernel whose DFT magnitudes lie in ``scale·[0.5, 1.5]``, except exact zeros at
     ``zero_frequencies`` (and their conjugates ``n - k``): a circulant that is singular exactly there."""
     rng = np.random.default_rng(seed)
     half = rng.uniform(0.5, 1.5, n // 2 + 1) * np.exp(2j * np.pi * rng.uniform(size=n // 2 + 1))
@@ -67,7 +136,16 @@ def spectrum_kernel(n: int, zero_frequencies=(), seed: int = 0) -> np.ndarray:
         half[-1] = abs(half[-1])
     for k in zero_frequencies:
         half[min(k % n, -k % n)] = 0
-    return np.fft.irfft(half, n=n)
+    return scale * np.fft.irfft(half, n=n)
+
+
+def reference_lstsq(c: np.ndarray, y: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+    """``pinv(circulant(c)) @ y`` through FFTs (tests/course checks it against the dense pinv)."""
+    c_hat, y_hat = np.fft.rfft(c), np.fft.rfft(y)
+    keep = np.abs(c_hat) > rtol * np.abs(c_hat).max()
+    x_hat = np.zeros_like(y_hat)
+    x_hat[keep] = y_hat[keep] / c_hat[keep]
+    return np.fft.irfft(x_hat, n=len(c))
 
 
 def _lstsq_cases(seed: int, lengths):
@@ -76,46 +154,70 @@ def _lstsq_cases(seed: int, lengths):
         # invertible, singular at frequency 0 (C @ ones = 0), singular at a conjugate pair
         for zeros in ((), (0,), (1,)):
             yield spectrum_kernel(n, zeros, seed=int(rng.integers(1 << 30))), rng.standard_normal(n)
+    # The same kernels scaled far from 1: a threshold that is not relative to max|fft(c)| fails one of them.
+    n = lengths[0]
+    for scale in (1e-12, 1e12):
+        yield spectrum_kernel(n, (1,), seed=int(rng.integers(1 << 30)), scale=scale), rng.standard_normal(n)
 
 
 def check_circulant_lstsq(fn, lengths=(7, 8), seed: int = 2) -> None:
-    """Exercise 02.2: ``fn(c, y)`` must return ``pinv(circulant(c)) @ y`` with FFTs.
+    """Exercise 02.2: ``fn(c, y)`` must return ``pinv(circulant(c)) @ y`` with FFTs, no matrix.
 
     That is the least-squares solution of ``C x = y`` of smallest norm; for an invertible ``C`` it is
     ``C⁻¹ y``. Tried on invertible kernels and on kernels whose DFT is zero at frequency 0 or at a
-    conjugate pair, for every length in ``lengths``.
+    conjugate pair, for every length in ``lengths``, then on kernels scaled by 1e-12 and 1e12 (a threshold
+    relative to ``max|fft(c)|`` treats them as the same problem; an absolute one does not), and once at a large
+    ``n`` under the memory budget.
     """
+    rules = _why_dense("the least-squares solution") | {
+        "scipy.linalg.solve_circulant": "it solves the whole exercise in one call; write the FFT route yourself."
+    }
     for c, y in _lstsq_cases(seed, lengths):
         n = len(c)
         C = circulant(c)
         want = np.linalg.pinv(C, rtol=1e-10) @ y
-        singular = np.abs(np.fft.fft(c)).min() < 1e-9
-        got = _as_real_vector(fn(c.copy(), y.copy()), want.shape, n, "solution", "your x")
-        if np.allclose(got, want):
+        scale = np.abs(np.fft.fft(c)).max()
+        singular = np.abs(np.fft.fft(c)).min() < 1e-9 * scale
+        got = by_the_method(fn, (c.copy(), y.copy()), forbidden=rules, require_fft=NO_FFT)
+        got = _as_real_vector(got, want.shape, n, "solution", "your x")
+        if close(got, want):
             continue
-        if not np.all(np.isfinite(got)) or np.linalg.norm(got) > 1e6 * max(1.0, np.linalg.norm(want)):
+        which = f"n = {n}" + (f", c scaled so that max|fft(c)| = {scale:.0e}" if not 1e-3 < scale < 1e3 else "")
+        if not np.all(np.isfinite(got)) or np.linalg.norm(got) > 1e6 * max(1e-300, np.linalg.norm(want)):
             fail(
-                f"for n = {n} your x is {'not finite' if not np.all(np.isfinite(got)) else 'huge'}: you divided by a "
-                "DFT coefficient of c that is zero (up to rounding), where C is singular. The pseudo-inverse of "
-                "C = U* diag(fft(c)) U is U* diag(1/fft(c)[k], or 0 where fft(c)[k] is zero) U: set those "
-                "frequencies of x to 0 instead of dividing."
+                f"for {which} your x is {'not finite' if not np.all(np.isfinite(got)) else 'huge'}: you divided by a "
+                "DFT coefficient of c that is zero (up to rounding), where C is singular. What does the "
+                "pseudo-inverse of a diagonal matrix do with a zero on its diagonal?"
             )
-        if np.allclose(got, np.linalg.pinv(C.T, rtol=1e-10) @ y):
+        if close(got, np.linalg.pinv(C.T, rtol=1e-10) @ y):
             fail(
                 "you solved Cᵀ x = y: dividing by conj(fft(c)) inverts the transpose. C x = y is "
-                "fft(c) * fft(x) = fft(y) frequency by frequency, so divide by fft(c) itself."
+                "fft(c) * fft(x) = fft(y) frequency by frequency."
             )
-        if singular and np.allclose(C @ got, C @ want):
+        if not 1e-3 < scale < 1e3:
             fail(
-                f"for n = {n} (a singular C) your x solves the least-squares problem but is not the shortest "
+                f"for {which} your x is wrong, though the same kernel at scale 1 passes: your threshold is "
+                "absolute. The exercise treats |fft(c)[k]| <= rtol * max|fft(c)| as zero, relative to the largest "
+                "coefficient, so that scaling c scales x and changes nothing else."
+            )
+        if singular and close(C @ got, C @ want):
+            fail(
+                f"for {which} (a singular C) your x solves the least-squares problem but is not the shortest "
                 "solution: anything in the null space (the frequencies where fft(c) is zero) can be added. "
-                "The pseudo-inverse sets those frequencies of x to 0."
+                "Which choice at those frequencies gives the smallest ‖x‖?"
             )
         fail(
-            f"for n = {n}{' (a singular C)' if singular else ''} your x differs from pinv(circulant(c)) @ y "
+            f"for {which}{' (a singular C)' if singular else ''} your x differs from pinv(circulant(c)) @ y "
             f"(max error {np.abs(got - want).max():.3g})."
         )
-    ok("pinv(C) y: divide fft(y) by fft(c) where it is non-zero, set the other frequencies to 0.")
+    c = spectrum_kernel(LARGE, (0,), seed=seed)
+    y = np.random.default_rng(seed).standard_normal(LARGE)
+    got = by_the_method(
+        fn, (c, y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8
+    )
+    if not close(_as_real_vector(got, (LARGE,), LARGE, "solution", "your x"), reference_lstsq(c, y)):
+        fail(f"for a large n = {LARGE} (C singular at frequency 0) your x differs from pinv(C) @ y.")
+    ok("pinv(C) y: divide fft(y) by fft(c) where it is non-zero (relative to the largest), 0 elsewhere.")
 
 
 # ------------------------------------------------------------------ exercise 3: fitting a kernel
@@ -126,7 +228,8 @@ def _fit_cases(seed: int, lengths, tokens: int):
     for n in lengths:
         X = rng.standard_normal((tokens, n))
         c_true = rng.standard_normal(n)
-        Y = X @ circulant(c_true).T + 0.3 * rng.standard_normal((tokens, n))  # row t: C x_t + noise
+        CX = np.fft.irfft(np.fft.rfft(X, axis=1) * np.fft.rfft(c_true), n=n, axis=1)  # row t: C x_t
+        Y = CX + 0.3 * rng.standard_normal((tokens, n))
         yield X, Y
 
 
@@ -140,17 +243,26 @@ def least_squares_kernel(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(A, Y.reshape(-1), rcond=None)[0]
 
 
+def fft_kernel_fit(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """The same least-squares kernel through FFTs, for the large case (tests/course checks the two agree)."""
+    X_hat, Y_hat = np.fft.rfft(X, axis=1), np.fft.rfft(Y, axis=1)
+    return np.fft.irfft((Y_hat * X_hat.conj()).sum(axis=0) / (np.abs(X_hat) ** 2).sum(axis=0), n=X.shape[1])
+
+
 def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None:
-    """Exercise 02.3: ``fn(X, Y)`` must return the real kernel ``c`` minimising ``Σ_t ‖C x_t - y_t‖²``.
+    """Exercise 02.3: ``fn(X, Y)`` must return the real kernel ``c`` minimising ``Σ_t ‖C x_t - y_t‖²``, with
+    FFTs and no matrix.
 
     ``X`` and ``Y`` have shape ``(tokens, n)``, one token per row; ``Y`` is noisy, so only the least-squares
-    answer passes. Tried for every length in ``lengths``.
+    answer passes. Tried for every length in ``lengths``, then once at a large ``n`` under the memory budget.
     """
+    rules = _why_dense("the least-squares kernel")
     for X, Y in _fit_cases(seed, lengths, tokens):
         n = X.shape[1]
         want = least_squares_kernel(X, Y)
-        got = _as_real_vector(fn(X.copy(), Y.copy()), want.shape, n, "kernel", "your kernel")
-        if np.allclose(got, want, atol=1e-7):
+        got = by_the_method(fn, (X.copy(), Y.copy()), forbidden=rules, require_fft=NO_FFT)
+        got = _as_real_vector(got, want.shape, n, "kernel", "your kernel")
+        if close(got, want, atol=1e-7):
             continue
         Xf, Yf = np.fft.fft(X, axis=1), np.fft.fft(Y, axis=1)
         named = {
@@ -158,18 +270,19 @@ def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None
             "no_conj": np.fft.ifft((Yf * Xf).sum(axis=0) / (np.abs(Xf) ** 2).sum(axis=0)).real,
             "one_token": np.fft.ifft(Yf[0] / Xf[0]).real,
         }
-        if np.allclose(got, named["ratios"]):
+        if close(got, named["ratios"]):
             fail(
                 "you averaged the per-token ratios fft(y_t) / fft(x_t). That is not least squares: a token whose "
-                "fft(x_t)[k] is small gets a huge, noisy ratio with the same weight as the others. Per frequency "
-                "the problem is a scalar least-squares fit: ĉ_k = Σ_t ŷ_t[k]·conj(x̂_t[k]) / Σ_t |x̂_t[k]|²."
+                "fft(x_t)[k] is small gets a huge, noisy ratio with the same weight as the others. Write the sum of "
+                "squares for one frequency k as a function of the one unknown ĉ_k and minimise it."
             )
-        if np.allclose(got, named["no_conj"]):
+        if close(got, named["no_conj"]):
             fail(
-                "the numerator is missing a conj: minimising Σ_t |ĉ_k x̂_t[k] - ŷ_t[k]|² over a complex ĉ_k gives "
-                "ĉ_k = Σ_t ŷ_t[k]·conj(x̂_t[k]) / Σ_t |x̂_t[k]|²."
+                "the numerator is missing a conj: in a least-squares problem over complex numbers, the "
+                "normal equations use the conjugate of the known factor (|z|² = z·conj(z), not z²). "
+                "Which factor of your numerator is that?"
             )
-        if np.allclose(got, named["one_token"]):
+        if close(got, named["one_token"]):
             fail("you fitted the first token only: the least-squares fit sums over all tokens, frequency by frequency.")
         residual = np.sum((X @ circulant(got).T - Y) ** 2)
         best = np.sum((X @ circulant(want).T - Y) ** 2)
@@ -177,4 +290,10 @@ def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None
             f"for n = {n}: your kernel leaves a squared error of {residual:.4g}; the least-squares kernel "
             f"leaves {best:.4g}."
         )
-    ok("ĉ_k = Σ_t ŷ_t[k]·conj(x̂_t[k]) / Σ_t |x̂_t[k]|²: one scalar least-squares problem per frequency.")
+    X, Y = next(_fit_cases(seed + 1, (LARGE,), 3))
+    got = by_the_method(
+        fn, (X, Y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8
+    )
+    if not close(_as_real_vector(got, (LARGE,), LARGE, "kernel", "your kernel"), fft_kernel_fit(X, Y), atol=1e-7):
+        fail(f"for a large n = {LARGE} (3 tokens) your kernel is not the least-squares kernel.")
+    ok("one scalar least-squares problem per frequency, solved in the frequency domain.")
