@@ -21,7 +21,7 @@ from .nb03_block_circulant import (
     check_smallest_good_rank,
 )
 from .nb04_layer import check_c3a_function, check_c3a_module
-from .nb05_finetuning import check_energy_rank
+from .nb05_finetuning import check_energy_rank, check_optimizer_groups
 
 __all__ = [
     "ExerciseError",
@@ -41,4 +41,5 @@ __all__ = [
     "check_c3a_function",
     "check_c3a_module",
     "check_energy_rank",
+    "check_optimizer_groups",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import textwrap
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -13,26 +12,16 @@ from ...c3a import block_circulant as _operator_module
 from ...c3a import circulant as _circulant_module
 from ...c3a.block_circulant import block_circulant, block_circulant_matmul
 from ...c3a.peft_io import reverse_kernel
-from .common import ExerciseError, fail, ok
-
-# `nbgrader validate` (and its Validate button) shows each traceback line cut at 87 characters after a 4-space
-# indent: a message wrapped to these widths ("ExerciseError: " takes 15 of the first line) is shown whole there,
-# and reads the same in the notebook and in nbgrader's feedback.
-_FIRST_LINE, _LINE = 65, 80
-
-
-def _fail(message: str) -> None:
-    lines = textwrap.wrap(message, width=_LINE, initial_indent=" " * (_LINE - _FIRST_LINE), break_on_hyphens=False)
-    fail("\n".join([lines[0].lstrip(), *lines[1:]]) if lines else message)
+from .common import ExerciseError, fail_wrapped, ok
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:
     if value is None:
-        _fail(f"{name} is None: did your function `return` its result?")
+        fail_wrapped(f"{name} is None: did your function `return` its result?")
     if not isinstance(value, torch.Tensor):
-        _fail(f"{name} is a {type(value).__name__}; return a torch tensor.")
+        fail_wrapped(f"{name} is a {type(value).__name__}; return a torch tensor.")
     if value.is_complex():
-        _fail(f"{name} is complex: go back from the frequency domain with torch.fft.irfft(..., n=b).")
+        fail_wrapped(f"{name} is complex: go back from the frequency domain with torch.fft.irfft(..., n=b).")
     return value.detach().to(torch.float64)
 
 
@@ -69,12 +58,12 @@ _FORBIDDEN = (
 def _stand_in(name: str, why: str):
     def refuse(*args, **kwargs):
         if why == _DENSE:
-            _fail(
+            fail_wrapped(
                 f"your Function called {name}(…), which {why}. The exercise is the route that never builds it: "
                 "rfft of the input's pieces and of the kernel, one small product per frequency, irfft(…, n=b) — "
                 "section 3's equations. Keep block_circulant for checking, not for computing."
             )
-        _fail(f"your Function called {name}(…), which {why}: write the FFTs yourself (section 3's equations).")
+        fail_wrapped(f"your Function called {name}(…), which {why}: write the FFTs yourself (section 3's equations).")
 
     return refuse
 
@@ -147,20 +136,20 @@ def _check_kept(saved, ctx, x, w, where: str) -> None:
     }
     for t in extra + list(stashed.values()):
         if t.numel() >= dense:
-            _fail(
+            fail_wrapped(
                 f"{where} your Function keeps a tensor of shape {tuple(t.shape)} for backward ({t.numel():,} numbers "
                 f"≥ d_out·d_in = {dense:,}): the dense ΔW, or something as large. Save only x and w "
                 "(ctx.save_for_backward(x, w)) and recompute the spectra in backward — that is what keeps C3A's "
                 "memory at the size of its input and kernel (section 6 measures it)."
             )
     if stashed:
-        _fail(
+        fail_wrapped(
             f"{where} your forward stores tensor(s) on ctx as attributes ({', '.join(sorted(stashed))}): autograd "
             "does not track those. Keep tensors with ctx.save_for_backward(x, w), and only x and w."
         )
     if extra:
         shapes = ", ".join(str(tuple(t.shape)) for t in extra)
-        _fail(
+        fail_wrapped(
             f"{where} your forward saves more than x and w for backward (also {shapes}). The question asks for x "
             "and w only: backward recomputes their spectra with rfft, which costs O(d log b) per token."
         )
@@ -190,28 +179,30 @@ def _run_function(fn_class, x, w, grad_y, where: str):
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 y = fn_class.apply(x, w)
         except NotImplementedError:
-            _fail("your forward is not written yet (it raises NotImplementedError).")
+            fail_wrapped("your forward is not written yet (it raises NotImplementedError).")
         except ExerciseError:
             raise
         except Exception as err:  # noqa: BLE001
-            _fail(f"{where} your forward failed with {type(err).__name__}: {err}.")
+            fail_wrapped(f"{where} your forward failed with {type(err).__name__}: {err}.")
         y_t = _as_tensor(y, "your forward's output")
         if tuple(y_t.shape) != (x.shape[0], w.shape[0] * w.shape[-1]):
-            _fail(
+            fail_wrapped(
                 f"your forward returns shape {tuple(y_t.shape)} for x {tuple(x.shape)} and w {tuple(w.shape)}; it "
                 f"should be (N, d_out) = {(x.shape[0], w.shape[0] * w.shape[-1])}. Did you pass n=b to irfft?"
             )
         if not y.requires_grad:
-            _fail("your forward's output does not require grad: return a tensor computed from x and w inside forward.")
+            fail_wrapped(
+                "your forward's output does not require grad: return a tensor computed from x and w inside forward."
+            )
         ctx = y.grad_fn
         try:
             gx, gw = torch.autograd.grad(y, (x, w), grad_y, allow_unused=True)
         except NotImplementedError:
-            _fail("your backward is not written yet (it raises NotImplementedError).")
+            fail_wrapped("your backward is not written yet (it raises NotImplementedError).")
         except ExerciseError:
             raise
         except Exception as err:  # noqa: BLE001 - the learner's code: say where it broke, not a traceback
-            _fail(
+            fail_wrapped(
                 f"{where} your backward failed with {type(err).__name__}: {err}. It must return one gradient per "
                 "input of forward: (grad_x, grad_w)."
             )
@@ -238,7 +229,7 @@ def _check_method(fn_class) -> None:
                 with watch:  # called directly: torch's autograd engine would run it outside this watch
                     fn_class.backward(y.grad_fn, grad_y)
         if watch.numel >= d_out * d_in:
-            _fail(
+            fail_wrapped(
                 f"{where} your {phase} builds a tensor of shape {watch.shape} ({watch.numel:,} numbers, from "
                 f"{watch.call}): as many as the dense ΔW (d_out·d_in = {d_out * d_in:,}), while the FFT route "
                 f"never holds more than about a thousand here. Work per frequency on the spectra — "
@@ -251,9 +242,9 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
     for ``x`` of shape ``(N, d_in)``, with its own backward. Checked against dense float64 autograd and with
     ``torch.autograd.gradcheck`` on both inputs, for every ``(d_out, d_in, b)`` in ``shapes``."""
     if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
-        _fail("pass the class itself (a subclass of torch.autograd.Function), not an instance or a function.")
+        fail_wrapped("pass the class itself (a subclass of torch.autograd.Function), not an instance or a function.")
     if fn_class.backward is torch.autograd.Function.backward:
-        _fail("your Function has no backward: write the static method backward(ctx, grad_y).")
+        fail_wrapped("your Function has no backward: write the static method backward(ctx, grad_y).")
     g = torch.Generator().manual_seed(seed)
     for d_out, d_in, b in shapes:
         x = torch.randn(tokens, d_in, dtype=torch.float64, generator=g)
@@ -264,40 +255,40 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
         got_y, got_x, got_w = _run_function(fn_class, x, w, grad_y, where)
         if not _close(got_y, want_y):
             if _close(got_y, x @ block_circulant(reverse_kernel(w)).T):
-                _fail(
+                fail_wrapped(
                     f"{where} your forward applies circulant(w[i, j])ᵀ (the kernel as first *row*, PEFT's convention); "
                     "ours has it as the first column, whose spectrum enters unconjugated (section 2)."
                 )
             if torch.allclose(got_y, want_y, rtol=1e-4, atol=1e-5):
-                _fail(
+                fail_wrapped(
                     f"{where} your forward is close to x @ block_circulant(w).T (within 1e-5) but not equal to it "
                     f"in float64 (tolerance {ATOL:g}): most often something computes in single precision (a "
                     ".float(), a float32 constant). Compute in x's own dtype."
                 )
-            _fail(
+            fail_wrapped(
                 f"{where} your forward differs from x @ block_circulant(w).T. Compare it with section 2's product per "
                 "frequency: which block index is summed, which one is kept, and irfft back with n=b."
             )
         if got_x is None or got_w is None:
-            _fail("your backward returned None for x or w: return (grad_x, grad_w), both computed.")
+            fail_wrapped("your backward returned None for x or w: return (grad_x, grad_w), both computed.")
         got_x = _as_tensor(got_x, "your grad_x")
         got_w = _as_tensor(got_w, "your grad_w")
         # No shape checks needed here: autograd itself refuses a gradient whose shape is not its input's (and
         # sums one that broadcasts to it), so a wrong shape ends above as 'your backward failed'.
         if not _close(got_x, want_x):
             if _close(got_x, grad_y @ block_circulant(reverse_kernel(w))):
-                _fail(
+                fail_wrapped(
                     f"{where} grad_x applies C(w) where the adjoint C(w)ᵀ belongs: multiply by the *conjugate* "
                     "kernel spectrum, conj(W). (b ≤ 2 would not show it: there C(w)ᵀ = C(w).)"
                 )
             reversed_g = grad_y.reshape(tokens, -1, b)[..., (-torch.arange(b)) % b].reshape(tokens, -1)
             if _close(got_x, reversed_g @ block_circulant(w)):
-                _fail(
+                fail_wrapped(
                     f"{where} grad_x is the right operator applied to each block of grad_y index-reversed — PEFT's "
                     "mistake: a forward FFT where the inverse belongs. Transform grad_y with rfft and go back "
                     "with irfft."
                 )
-            _fail(
+            fail_wrapped(
                 f"{where} grad_x differs from grad_y @ ΔW. Compare it with section 3's first equation: the sum runs "
                 "over the other block index than in the forward (the transposed grid), with which spectrum conjugated?"
             )
@@ -313,13 +304,15 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
                 dim=-1,
             )
             if _close(got_w, convolution):
-                _fail(
+                fail_wrapped(
                     f"{where} grad_w convolves grad_y with x; the kernel gradient is their *correlation* (section 3): "
                     "one of the two spectra enters conjugated."
                 )
             if _close(got_w, want_w.flip(-1).roll(1, dims=-1)):
-                _fail(f"{where} grad_w comes out index-reversed: conjugate X (the input), not G (the output gradient).")
-            _fail(
+                fail_wrapped(
+                    f"{where} grad_w comes out index-reversed: conjugate X (the input), not G (the output gradient)."
+                )
+            fail_wrapped(
                 f"{where} grad_w differs from autograd's. Compare it with section 3's second equation: a product of "
                 "the output-gradient and input spectra per block pair (i, j), summed over the tokens."
             )
@@ -328,7 +321,7 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
         with _dense_helpers_refused(fn_class):
             passed = torch.autograd.gradcheck(fn_class.apply, (xs, ws), raise_exception=False)
         if not passed:
-            _fail(f"{where} torch.autograd.gradcheck fails on your Function (float64, both inputs).")
+            fail_wrapped(f"{where} torch.autograd.gradcheck fails on your Function (float64, both inputs).")
     _check_method(fn_class)
     bs = sorted({b for _, _, b in shapes})
     ok(
@@ -352,35 +345,35 @@ def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0
         try:
             layer = module_class(base, b, matmul=block_circulant_matmul)
         except NotImplementedError:
-            _fail("your layer is not written yet (it raises NotImplementedError).")
+            fail_wrapped("your layer is not written yet (it raises NotImplementedError).")
         if not isinstance(layer, torch.nn.Module):
-            _fail("your class must subclass torch.nn.Module.")
+            fail_wrapped("your class must subclass torch.nn.Module.")
         kernel = getattr(layer, "kernel", None)
         if not isinstance(kernel, torch.nn.Parameter):
-            _fail("store the kernel as an nn.Parameter named `kernel`, so the optimizer sees it.")
+            fail_wrapped("store the kernel as an nn.Parameter named `kernel`, so the optimizer sees it.")
         if tuple(kernel.shape) != (d_out // b, d_in // b, b):
-            _fail(f"{where} the kernel has shape {tuple(kernel.shape)}; it should be (d_out/b, d_in/b, b).")
+            fail_wrapped(f"{where} the kernel has shape {tuple(kernel.shape)}; it should be (d_out/b, d_in/b, b).")
         if kernel.dtype != base.weight.dtype:
-            _fail(
+            fail_wrapped(
                 f"the kernel is {kernel.dtype}, the base weight {base.weight.dtype}: create it with the weight's dtype."
             )
         if not bool((kernel == 0).all()):
-            _fail("the kernel must start at zero, so that the adapted layer starts as the base layer.")
+            fail_wrapped("the kernel must start at zero, so that the adapted layer starts as the base layer.")
         if any(p.requires_grad for p in base.parameters()):
-            _fail("freeze the base layer: requires_grad_(False) on its parameters.")
+            fail_wrapped("freeze the base layer: requires_grad_(False) on its parameters.")
         if [p for p in layer.parameters() if p.requires_grad] != [kernel]:
-            _fail("the kernel must be the layer's only trainable parameter.")
+            fail_wrapped("the kernel must be the layer's only trainable parameter.")
         scale = getattr(layer, "scale", None)
         if scale is None or abs(float(scale) - 1.0 / d_in) > 1e-15:
-            _fail(f"{where} layer.scale is {scale}; it should be 1/d_in = {1.0 / d_in:.6g}.")
+            fail_wrapped(f"{where} layer.scale is {scale}; it should be 1/d_in = {1.0 / d_in:.6g}.")
         x = torch.randn(2, 3, d_in, dtype=torch.float64, generator=g)
         out0 = layer(x)
         if tuple(out0.shape) != (2, 3, d_out):
-            _fail(
+            fail_wrapped(
                 f"{where} for x of shape (2, 3, {d_in}) your layer returns {tuple(out0.shape)}; want (2, 3, {d_out})."
             )
         if not torch.allclose(out0, base(x), rtol=1e-9, atol=1e-12):
-            _fail("at zero kernel the output must equal the base layer's.")
+            fail_wrapped("at zero kernel the output must equal the base layer's.")
         with torch.no_grad():
             kernel.copy_(torch.randn(kernel.shape, dtype=torch.float64, generator=g))
         delta = block_circulant(kernel.detach())
@@ -388,28 +381,32 @@ def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0
         got = layer(x)
         if not torch.allclose(got, want, rtol=1e-9, atol=1e-10):
             if torch.allclose(got, base(x) + x @ delta.T, rtol=1e-9, atol=1e-10):
-                _fail(f"{where} your forward forgets the scale: base(x) + scale · matmul(x, kernel), scale = 1/d_in.")
+                fail_wrapped(
+                    f"{where} your forward forgets the scale: base(x) + scale · matmul(x, kernel), scale = 1/d_in."
+                )
             if d_in == d_out and torch.allclose(got, base(x) + x @ (delta / d_in), rtol=1e-9, atol=1e-10):
-                _fail(f"{where} your forward applies ΔWᵀ instead of ΔW: use matmul(x, kernel), which gives x @ ΔWᵀ.")
+                fail_wrapped(
+                    f"{where} your forward applies ΔWᵀ instead of ΔW: use matmul(x, kernel), which gives x @ ΔWᵀ."
+                )
             if torch.allclose(got, want, rtol=1e-4, atol=1e-5):
-                _fail(
+                fail_wrapped(
                     f"{where} your forward is close to base(x) + scale · x @ block_circulant(kernel).T but not equal "
                     "to it in float64: something computes in single precision (a .float()). Stay in x's dtype."
                 )
-            _fail(f"{where} your forward differs from base(x) + scale · x @ block_circulant(kernel).T.")
+            fail_wrapped(f"{where} your forward differs from base(x) + scale · x @ block_circulant(kernel).T.")
         got.sum().backward()
         if kernel.grad is None:
-            _fail("no gradient reached the kernel: compute the forward from self.kernel with matmul.")
+            fail_wrapped("no gradient reached the kernel: compute the forward from self.kernel with matmul.")
         delta_fn = getattr(layer, "delta_weight", None)
         if delta_fn is None:
-            _fail("your layer needs a delta_weight() method returning scale · block_circulant(kernel).")
+            fail_wrapped("your layer needs a delta_weight() method returning scale · block_circulant(kernel).")
         dw = _as_tensor(delta_fn(), "delta_weight()")
         if not torch.allclose(dw, delta / d_in, rtol=1e-9, atol=1e-12):
             if torch.allclose(dw, delta, rtol=1e-9, atol=1e-12):
-                _fail(f"{where} delta_weight() forgets the scale: ΔW = scale · block_circulant(kernel).")
+                fail_wrapped(f"{where} delta_weight() forgets the scale: ΔW = scale · block_circulant(kernel).")
             if dw.shape == delta.T.shape and torch.allclose(dw, delta.T / d_in, rtol=1e-9, atol=1e-12):
-                _fail(f"{where} delta_weight() is transposed: it has the base weight's shape (d_out, d_in).")
-            _fail(f"{where} delta_weight() differs from scale · block_circulant(kernel).")
+                fail_wrapped(f"{where} delta_weight() is transposed: it has the base weight's shape (d_out, d_in).")
+            fail_wrapped(f"{where} delta_weight() differs from scale · block_circulant(kernel).")
         with torch.no_grad():
             before = layer(x).clone()
             layer.merge()
@@ -417,23 +414,25 @@ def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0
             after = layer(x)
         if not torch.allclose(merged_weight, weight + delta / d_in, rtol=1e-9, atol=1e-12):
             if torch.allclose(merged_weight, weight + delta, rtol=1e-9, atol=1e-12):
-                _fail(f"{where} merge() adds block_circulant(kernel) without the scale.")
+                fail_wrapped(f"{where} merge() adds block_circulant(kernel) without the scale.")
             if torch.allclose(merged_weight, weight, rtol=1e-9, atol=1e-12):
-                _fail("merge() did not change the base weight: add delta_weight() into base_layer.weight.")
-            _fail(f"{where} after merge() the base weight should be W + scale · block_circulant(kernel).")
+                fail_wrapped("merge() did not change the base weight: add delta_weight() into base_layer.weight.")
+            fail_wrapped(f"{where} after merge() the base weight should be W + scale · block_circulant(kernel).")
         if not torch.allclose(after, before, rtol=1e-9, atol=1e-10):
             if torch.allclose(after, before + x @ (delta / d_in).T, rtol=1e-9, atol=1e-10):
-                _fail(
+                fail_wrapped(
                     "after merge() your forward still adds the adapter: ΔW is counted twice. Once merged, "
                     "forward must return base(x) alone."
                 )
-            _fail("after merge() the layer's output changed; it must stay the same.")
+            fail_wrapped("after merge() the layer's output changed; it must stay the same.")
         with torch.no_grad():
             layer.unmerge()
             restored = base.weight.detach().clone()
             again = layer(x)
         if not torch.allclose(restored, weight, rtol=1e-9, atol=1e-12):
-            _fail("unmerge() must subtract delta_weight() again and restore the base weight.")
+            fail_wrapped("unmerge() must subtract delta_weight() again and restore the base weight.")
         if not torch.allclose(again, before, rtol=1e-9, atol=1e-10):
-            _fail("after unmerge() the forward must add the adapter again (base(x) + scale · matmul(x, kernel)).")
+            fail_wrapped(
+                "after unmerge() the forward must add the adapter again (base(x) + scale · matmul(x, kernel))."
+            )
     ok("a frozen base, a zero-initialised kernel, scale 1/d_in, merge and unmerge: a C3A layer.")

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import math
-import textwrap
 
 import numpy as np
 import torch
 
 from ...c3a.inject import adapter_layers, add_adapters
-from .common import fail, ok
-
-# `nbgrader validate` (and its Validate button) shows each traceback line cut at 87 characters after a 4-space
-# indent: a message wrapped to these widths ("ExerciseError: " takes 15 of the first line) is shown whole there,
-# and reads the same in the notebook and in nbgrader's feedback.
-_FIRST_LINE, _LINE = 65, 80
-
-
-def _fail(message: str) -> None:
-    lines = textwrap.wrap(message, width=_LINE, initial_indent=" " * (_LINE - _FIRST_LINE), break_on_hyphens=False)
-    fail("\n".join([lines[0].lstrip(), *lines[1:]]) if lines else message)
-
+from .common import fail_wrapped, ok
 
 # ---------------------------------------------------------------------------------------------------------------
 # Exercise 05.1: the optimizer's parameter groups of the training loop.
@@ -84,42 +72,46 @@ def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: f
         try:
             groups = fn(model, lr, head_lr)
         except NotImplementedError:
-            _fail("optimizer_groups is not written yet (it raises NotImplementedError).")
+            fail_wrapped("optimizer_groups is not written yet (it raises NotImplementedError).")
         except Exception as err:  # noqa: BLE001 - the learner's code; say where it broke
-            _fail(f"{where} your function raised {type(err).__name__}: {err}")
+            fail_wrapped(f"{where} your function raised {type(err).__name__}: {err}")
         if groups is None:
-            _fail("optimizer_groups returned None: did it end with `return` and the list of groups?")
+            fail_wrapped("optimizer_groups returned None: did it end with `return` and the list of groups?")
         if isinstance(groups, torch.optim.Optimizer):
-            _fail("return the list of parameter groups (dicts), not the optimizer: the loop builds AdamW from it.")
+            fail_wrapped(
+                "return the list of parameter groups (dicts), not the optimizer: the loop builds AdamW from it."
+            )
         groups = list(groups)
         if not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
-            _fail(f"{where} return a list of dicts, each with a 'params' list (and its 'lr' and 'eps').")
+            fail_wrapped(f"{where} return a list of dicts, each with a 'params' list (and its 'lr' and 'eps').")
         try:  # as the notebook builds it; AdamW fills in what a group leaves out (lr 1e-3, eps 1e-8)
             optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
         except (ValueError, TypeError) as err:
-            _fail(f"{where} torch.optim.AdamW refuses your groups: {err}")
+            fail_wrapped(f"{where} torch.optim.AdamW refuses your groups: {err}")
         params = dict(model.named_parameters())
         names = {id(p): n for n, p in params.items()}
         group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
         if any(i not in names for i in group_of):
-            _fail(
+            fail_wrapped(
                 f"{where} your groups hold tensors that are not parameters of the model: use model.named_parameters()."
             )
         frozen = [names[i] for i in group_of if not params[names[i]].requires_grad]
         if frozen:
-            _fail(
+            fail_wrapped(
                 f"{where} your groups include parameters that do not train (requires_grad is False), e.g. "
                 f"{frozen[0]}: the frozen backbone has no gradient to step on. Keep only p.requires_grad."
             )
         missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in group_of]
         if missing:
-            _fail(f"{where} these trainable parameters are in no group, so they would never train: {missing[:4]}.")
+            fail_wrapped(
+                f"{where} these trainable parameters are in no group, so they would never train: {missing[:4]}."
+            )
         head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(HEAD)]
         body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith(HEAD)]
         head_groups = {id(group_of[id(p)]) for p in head}
         body_groups = {id(group_of[id(p)]) for _, p in body}
         if head_groups & body_groups:
-            _fail(
+            fail_wrapped(
                 f"{where} the head's parameters ({HEAD}*) share a group with the adapter's. A freshly initialised "
                 f"head then trains at the adapter's learning rate — for C3A at the notebook's lr that is "
                 f"{lr:g}, {lr / head_lr:,.0f} times the head's {head_lr:g}. Give the head a group of its own."
@@ -127,43 +119,45 @@ def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: f
         for p in head:
             group = group_of[id(p)]
             if not _close(group["lr"], head_lr):
-                _fail(f"{where} the head's group has lr {group['lr']:g}; it should train at head_lr = {head_lr:g}.")
+                fail_wrapped(
+                    f"{where} the head's group has lr {group['lr']:g}; it should train at head_lr = {head_lr:g}."
+                )
             if not _close(group["eps"], EPS):
-                _fail(
+                fail_wrapped(
                     f"{where} the head's group has eps {group['eps']:g}. The head is not scaled by the adapters' s: "
                     f"keep AdamW's {EPS:g} there."
                 )
         for name, p in body:
             group = group_of[id(p)]
             if not _close(group["lr"], lr):
-                _fail(
+                fail_wrapped(
                     f"{where} {name} trains at lr {group['lr']:g}; everything outside the head trains at lr = {lr:g}."
                 )
             if _close(group["eps"], EPS * scale):
                 continue
             if _close(group["eps"], EPS) and scale != 1.0:
-                _fail(
+                fail_wrapped(
                     f"{where} the adapter group's eps is {EPS:g}, but these adapters have ΔW scale s = {scale:g}: "
                     "their gradients carry the factor s, so a fixed ε weighs 1/s times more against them than "
                     "against the gradients of scale 1 (notebook 04, section 8). Scale ε with s."
                 )
             if _close(group["eps"], EPS / scale):
-                _fail(
+                fail_wrapped(
                     f"{where} the adapter group's eps is {EPS:g} / s: the gradients are s times those of scale 1, "
                     "so ε must follow them the same way — multiply, do not divide."
                 )
             if method == "lora" and _close(group["eps"], EPS / width):
-                _fail(
+                fail_wrapped(
                     f"{where} the adapter group's eps is {EPS:g}/d_in: that is C3A's default scale, but these are "
                     f"LoRA adapters with scale α/r = {scale:g}. Read s from the adapter layers (layer.scale)."
                 )
-            _fail(
+            fail_wrapped(
                 f"{where} the adapter group's eps is {group['eps']:g}; with ΔW scale s = {scale:g} it should be "
                 f"{EPS:g} × s."
             )
         for group in optimizer.param_groups:
             if group.get("weight_decay", 0.0) != 0.0:
-                _fail(
+                fail_wrapped(
                     f"{where} a group sets weight_decay = {group['weight_decay']:g}. AdamW shrinks each parameter by "
                     "lr·λ per step — at C3A's large lr that is a large pull to zero, and it breaks the scale × lr "
                     "rule (notebook 04, section 8). The loop trains without weight decay: leave it out."
@@ -223,27 +217,27 @@ def check_energy_rank(fn, seed: int | None = None) -> None:
         want = _energy_rank(s, fraction)
         got = fn(np.array(s), fraction)
         if got is None:
-            _fail("Your function returned None: did it end with a `return` statement?")
+            fail_wrapped("Your function returned None: did it end with a `return` statement?")
         if int(got) == want:
             continue
         in_order = np.cumsum(np.square(s)) / np.sum(np.square(s))
         if s != sorted(s, reverse=True) and int(got) == int(np.searchsorted(in_order, fraction - 1e-12) + 1):
-            _fail(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
+            fail_wrapped(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
         plain = np.cumsum(np.sort(s)[::-1]) / np.sum(s)
         if int(got) == int(np.searchsorted(plain, fraction - 1e-12) + 1):
-            _fail(
+            fail_wrapped(
                 f"For s = {s} you returned {got}, counting the singular values themselves. Energy is the squared "
                 "Frobenius norm, ‖ΔW‖² = Σ sᵢ²: accumulate s**2."
             )
         if int(got) == _strict_rank(s, fraction):
-            _fail(
+            fail_wrapped(
                 f"For s = {s} and fraction = {fraction} you returned {got}, want {want}: the {want} largest values "
                 f"hold exactly {fraction} of Σ sᵢ², and the question asks for *at least* that share. A strict "
                 "comparison (>) skips the k where the share equals the fraction."
             )
         if s != sorted(s, reverse=True):
-            _fail(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
-        _fail(
+            fail_wrapped(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
+        fail_wrapped(
             f"For s = {s} and fraction = {fraction} you returned {got}, want {want}: the smallest k with "
             "s₁² + … + s_k² ≥ fraction · Σ sᵢ²."
         )
