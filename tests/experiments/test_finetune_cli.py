@@ -174,7 +174,7 @@ BAD_INPUTS = [  # (id, argv from the temporary folder, what the one-line error m
     ("epochs-0", lambda t: ["--epochs", "0"], "epochs must be a positive integer"),
     ("batch-size-negative", lambda t: ["--batch-size", "-1"], "batch_size must be a positive integer"),
     ("max-steps-0", lambda t: ["--max-steps", "0"], "max_steps must be a positive integer"),
-    ("lr-negative", lambda t: ["--lr", "-1"], "lr must be a positive number"),
+    ("lr-negative", lambda t: ["--lr", "-1"], "lr must be a positive, finite number"),
     ("lr-inf", lambda t: ["--lr", "inf"], "'inf' is not a finite number"),
     ("head-lr-nan", lambda t: ["--head-lr", "nan"], "'nan' is not a finite number"),
     ("warmup-1.5", lambda t: ["--warmup-fraction", "1.5"], "warmup_fraction must be in [0, 1)"),
@@ -243,6 +243,6 @@ def test_help_states_the_optimizer(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("AdamW", "weight decay 0", "eps 1e-8 times the C3A scale", "clipped to norm 1",
+    for fragment in ("AdamW", "weight decay 0", "eps 1e-8 times the adapter's ΔW scale", "clipped to norm 1",
                      "rises linearly over the first --warmup-fraction", "falls linearly to zero"):  # fmt: skip
         assert fragment in text, fragment
