@@ -47,7 +47,11 @@ def load_classifier(model: str | os.PathLike | None = None, num_labels: int = 2,
     torch.manual_seed(seed)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        classifier = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+        # float32 whatever the checkpoint stores: a float16 or bf16 file would otherwise load as such (transformers'
+        # dtype="auto"), and AdamW's updates on half-precision weights round away. Mixed precision is autocast's job.
+        classifier = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, dtype=torch.float32
+        )
     except OSError as err:
         raise ValueError(
             f"Could not load the model {model!r} (resolved to {path!r}): not a local model directory, and not "

@@ -246,3 +246,22 @@ def test_help_states_the_optimizer(capsys):
     for fragment in ("AdamW", "weight decay 0", "eps 1e-8 times the adapter's ΔW scale", "clipped to norm 1",
                      "rises linearly over the first --warmup-fraction", "falls linearly to zero"):  # fmt: skip
         assert fragment in text, fragment
+
+
+def test_a_half_precision_checkpoint_loads_as_float32(tiny_dir, tmp_path):
+    """A model saved in float16 (to halve a download, say) trains in float32: AdamW's small steps on float16
+    weights would round away. The loaded weights are the file's float16 values, widened."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_dir, half)
+    tensors = load_file(half / "model.safetensors")
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, half / "model.safetensors")
+    model, _ = load_classifier(str(half), num_labels=2)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    name = next(k for k in tensors if k.endswith("query.weight"))
+    loaded = dict(model.named_parameters())[next(k for k, _ in model.named_parameters() if k.endswith(name))]
+    assert torch.equal(loaded, tensors[name].half().float())
