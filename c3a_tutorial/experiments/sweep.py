@@ -4,8 +4,8 @@
     python -m c3a_tutorial.sweep --report-only         # table + figure again from the JSON, nothing trained
     torchrun --nproc_per_node 2 -m c3a_tutorial.sweep  # every run is one DDP run over all processes
 
-The experiment behind the paper's Figure 1 at laptop scale: test accuracy against trainable adapter parameters
-on MiniLM's attention ``query``/``value`` (the offline stdlib-docstring task), one line per method
+A laptop-scale test of the paper's claim that C3A outperforms LoRA and its variants: test accuracy against trainable
+adapter parameters on MiniLM's attention ``query``/``value`` (the offline stdlib-docstring task), one line per method
 (``experiments.methods`` declares them: C3A and LoRA from this package, rsLoRA, DoRA, VeRA and FourierFT
 through PEFT), full fine-tuning as the reference band. On a 384 × 384 layer C3A with block size ``b`` trains
 ``384²/b`` numbers and LoRA with rank ``r`` trains ``768 r``, so ``b = 192/r`` is the same budget: the
