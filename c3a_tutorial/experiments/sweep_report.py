@@ -4,11 +4,12 @@
     show_stored_sweep()        # figure, tables and comparisons of the sweep that ships with the package
 
 Only the *main* runs count here: per setting the runs at the lr its validation grid chose, at the planned seeds
-(the grid's other runs are in the file, and in the table of learning rates). The figure: mean test accuracy against trainable adapter parameters (log axis; the head, trained by every method,
-is not counted), error bars = 95% confidence interval of the mean over seeds, one line per method, full
-fine-tuning as a band; a second panel shows the learning rate each setting chose. Every comparison gives the
-seed-paired mean difference with its 95% interval, McNemar's exact test per seed on the shared test examples,
-the test set's binomial standard error, and words that follow the interval (``stats``).
+(the grid's other runs are in the file, and in the table of learning rates). The figure: mean test accuracy
+against trainable adapter parameters (log axis; the head, trained by every method, is not counted), error bars =
+95% confidence interval of the mean over seeds, one line per method, full fine-tuning as a band; a second panel
+shows the learning rate each setting chose. Every comparison gives the seed-paired mean difference with its 95%
+interval, McNemar's exact test per seed on the shared test examples, the test set's binomial standard error, and
+words that follow the interval (``stats``).
 """
 
 from __future__ import annotations
