@@ -118,6 +118,10 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 # * A GPU makes other choices (``Choices``, ``GPU_CHOICES``): no chunks, no transposed narrow form, no output copy.
 
 _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
+# Workers that share the chunks, at most. Each runs Python between its small ops, and the workers take turns at the
+# interpreter: on a 16-core Xeon (data/results/gpu/threads.json) the operator was fastest with 2-4 workers and slower
+# with 8 and 16 than with 4 (16 workers: 2-3x the 4-worker time). Torch threads beyond this stay idle in the operator.
+_MAX_WORKERS = 4
 _NARROW = 8  # output blocks below which the per-frequency GEMM is computed transposed
 
 
@@ -180,10 +184,12 @@ def _openmp() -> bool:
 
 
 def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True) -> _Plan:
-    """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``): chunks of
-    ``_chunk_rows``, smaller if that leaves a thread without one."""
+    """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``; at most
+    ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one."""
     rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
-    threads = torch.get_num_threads() if parallel and choices_for(device).threads and _openmp() else 1
+    threads = (
+        min(torch.get_num_threads(), _MAX_WORKERS) if parallel and choices_for(device).threads and _openmp() else 1
+    )
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
     chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]

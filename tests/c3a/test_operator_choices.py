@@ -79,6 +79,22 @@ def test_plan_shares_chunks_among_threads_only_where_asked(monkeypatch, two_thre
     assert meta.threads == 1 and meta.chunks == [(0, 4096)]
 
 
+def test_many_torch_threads_share_the_chunks_among_at_most_max_workers():
+    # More workers than _MAX_WORKERS ran slower on a 16-core CPU (data/results/gpu/threads.json): they are capped,
+    # and the chunks shrink to give each of those workers one, not one per torch thread.
+    saved = torch.get_num_threads()
+    torch.set_num_threads(16)
+    try:
+        plan = bc._plan(4096, 768, 768, torch.float32, torch.device("cpu"))
+        few = bc._plan(64, 768, 768, torch.float32, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(saved)
+    if not bc._openmp():
+        pytest.skip("torch's CPU backend is not OpenMP: the operator does not share chunks among threads")
+    assert plan.threads == bc._MAX_WORKERS == 4
+    assert few.threads == 4 and few.rows == 16 and len(few.chunks) == 4
+
+
 def test_a_failing_worker_raises_and_restores_the_thread_count(two_threads):
     plan = bc._Plan(rows=8, chunks=[(0, 8), (8, 16), (16, 24)], threads=2)
     seen = []
