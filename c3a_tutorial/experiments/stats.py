@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from scipy import stats as scipy_stats
 
 
+_NO_SPREAD = 1e-12  # a spread of differences this small is rounding, not seeds disagreeing
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Mean of paired differences with its confidence interval (in the differences' own units)."""
@@ -47,11 +50,15 @@ def paired_difference(a: list[float], b: list[float], confidence: float = 0.95) 
     if n < 2:
         return PairedDifference(n, mean, math.nan, -math.inf, math.inf, math.nan, confidence)
     sd = statistics.stdev(diffs)
+    if sd <= _NO_SPREAD:
+        # Every seed gave the same difference (two seeds can, by chance: accuracies move in steps of 1/n_test).
+        # A t-interval would have zero width and p = 0, a certainty the seeds cannot give: no interval, p nan.
+        # No difference in any seed is different: nothing to explain, p = 1.
+        if abs(mean) <= _NO_SPREAD:
+            return PairedDifference(n, 0.0, 0.0, 0.0, 0.0, 1.0, confidence)
+        return PairedDifference(n, mean, sd, -math.inf, math.inf, math.nan, confidence)
     half = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    if sd == 0:
-        p = 0.0 if mean != 0 else 1.0
-    else:
-        p = float(2 * scipy_stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+    p = float(2 * scipy_stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
     return PairedDifference(n, mean, sd, mean - half, mean + half, p, confidence)
 
 
@@ -100,6 +107,11 @@ def verdict(name_a: str, name_b: str, diff: PairedDifference, scale: float = 100
     level = f"{100 * diff.confidence:.0f}%"
     if diff.n < 2:
         return f"{name_a} − {name_b} = {scale * diff.mean:+.1f} {unit} from one seed: no interval, no verdict"
+    if math.isinf(diff.low) or math.isinf(diff.high):
+        return (
+            f"{name_a} − {name_b} = {scale * diff.mean:+.1f} {unit} in each of {diff.n} seeds: with no spread to "
+            "estimate, no interval, no verdict (more seeds needed)"
+        )
     interval = f"{level} interval {scale * diff.low:+.1f} to {scale * diff.high:+.1f} {unit}"
     if diff.low > 0:
         return f"{name_a} ahead by {scale * diff.mean:+.1f} {unit} ({interval})"

@@ -56,3 +56,15 @@ def test_the_words_follow_the_interval():
     words = stats.verdict("C3A", "LoRA", mixed)
     assert words.startswith("not distinguishable (C3A − LoRA = +0.3 points, 95% interval -5.3 to +5.9 points")
     assert "no interval" in stats.verdict("C3A", "LoRA", stats.paired_difference([0.8], [0.7]))
+
+
+def test_the_same_difference_in_every_seed_gives_no_interval_and_no_verdict():
+    # Two seeds that happen to differ by the same 12 test examples (accuracies move in steps of 1/223): a t-interval
+    # would have zero width and p = 0. That certainty is not in the data.
+    a, b = [175 / 223, 170 / 223], [163 / 223, 158 / 223]
+    diff = stats.paired_difference(a, b)
+    assert diff.n == 2 and math.isnan(diff.p_value) and math.isinf(diff.low) and math.isinf(diff.high)
+    assert abs(diff.mean - 12 / 223) < 1e-12
+    words = stats.verdict("C3A", "rsLoRA", diff)
+    assert "no verdict" in words and "ahead" not in words and "+5.4 points in each of 2 seeds" in words
+    assert stats.holm([diff.p_value, 0.01]) == [pytest.approx(math.nan, nan_ok=True), 0.01]
