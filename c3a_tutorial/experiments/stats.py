@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from scipy import stats as scipy_stats
 
-
 _NO_SPREAD = 1e-12  # a spread of differences this small is rounding, not seeds disagreeing
 
 
