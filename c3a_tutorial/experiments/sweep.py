@@ -383,17 +383,24 @@ def run_sweep(
         bar.set_description(name)
         try:
             record = _one_run(config, phase, method, setting, lr, seed, data, name)
-        finally:
+        except BaseException:
             if shared:
                 with locked(output):
                     set_claim(output, name, False)
+            raise
         with locked(output):
-            if shared:
-                results = _read_or_start(output, training)
-            if name not in {r["run_id"] for r in results["runs"]}:
-                results["runs"].append(record)
-            if rank == 0:
-                _write(output, results, config)
+            # The record goes in and the claim goes away in one locked step: between two steps another process saw
+            # the run neither claimed nor done, and ran it again (caught by the two-process test).
+            try:
+                if shared:
+                    results = _read_or_start(output, training)
+                if name not in {r["run_id"] for r in results["runs"]}:
+                    results["runs"].append(record)
+                if rank == 0:
+                    _write(output, results, config)
+            finally:
+                if shared:
+                    set_claim(output, name, False)
     bar.set_description("sweep")
     bar.close()
     with locked(output):
@@ -440,7 +447,9 @@ def _layer_shape(config: SweepConfig) -> tuple[int, int]:
     try:
         import transformers
 
-        hidden = int(transformers.AutoConfig.from_pretrained(resolve_model(config.model)).hidden_size)
+        # Offline: a hub id not in the local cache must not cost network retries for an ordering detail.
+        path = resolve_model(config.model)
+        hidden = int(transformers.AutoConfig.from_pretrained(path, local_files_only=True).hidden_size)
     except Exception:  # noqa: BLE001 - only the order of the runs depends on it
         hidden = 384
     return hidden, hidden

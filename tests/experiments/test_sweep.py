@@ -212,16 +212,29 @@ def test_two_processes_share_one_file_and_run_every_run_once(tmp_path, monkeypat
         settings={"c3a": (8,), "lora": (2,)}, seeds={"c3a": (0, 1, 2), "lora": (0, 1, 2)},
         lr_grid={"c3a": (0.5, 1.0), "lora": (0.01, 0.03)}, lr_extensions=0, model="tiny", progress=False,
     )  # fmt: skip
-    started, lock = [], threading.Lock()
+    started, lock, done_runs = [], threading.Lock(), set()
 
     def one_run(config, phase, method, setting, lr, seed, data, name):
         with lock:
             started.append(name)
         time.sleep(0.05)
+        done_runs.add(name)
         return _fake_run((phase, method, setting, lr, seed), val_accuracy=1 / lr)
 
     monkeypatch.setattr(sweep, "_one_run", one_run)
-    monkeypatch.setattr(sweep, "WAIT_S", 0.05)
+    monkeypatch.setattr(sweep, "WAIT_S", 0.01)
+    set_claim, dropped_before_recorded = sweep.set_claim, []
+
+    def checking_set_claim(path, run, claimed):
+        # A finished run's claim may go only once its record is in the file: in between, another process would see
+        # the run neither claimed nor done and run it again (it once did, on a busy machine).
+        if not claimed and run in done_runs:
+            recorded = json.loads(out.read_text())["runs"] if out.exists() else []
+            if run not in {r["run_id"] for r in recorded}:
+                dropped_before_recorded.append(run)
+        set_claim(path, run, claimed)
+
+    monkeypatch.setattr(sweep, "set_claim", checking_set_claim)
     workers = [threading.Thread(target=sweep.run_sweep, args=(config, out), kwargs={"data": object(), "report": False})
                for _ in range(2)]  # fmt: skip
     for w in workers:
@@ -232,6 +245,7 @@ def test_two_processes_share_one_file_and_run_every_run_once(tmp_path, monkeypat
     assert stored["status"] == "complete" and len(started) == len(set(started)) == 2 * (2 + 2)
     assert sorted(r["run_id"] for r in stored["runs"]) == sorted(started)
     assert not sweep_file.live_claims(out)
+    assert not dropped_before_recorded, dropped_before_recorded
 
 
 def test_a_claim_of_a_dead_process_does_not_count(tmp_path):
