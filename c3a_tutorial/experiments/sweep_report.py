@@ -389,9 +389,10 @@ def plot_sweep(results: dict, path: str | Path | None = None):
     if n_test:
         se = stats.binomial_se(0.8, n_test)
         ax.errorbar([], [], yerr=[], color="none", label=f"test-set SE near 0.8: ±{se:.3f} ({n_test} examples)")
-    for a in (ax, ax_lr):
+    for a, label in ((ax, "trainable adapter parameters (log scale; the head is trained too, not counted)"),
+                     (ax_lr, "adapter parameters (log scale)")):  # fmt: skip
         a.set_xscale("log")
-        a.set_xlabel("trainable adapter parameters (log scale; the head is trained too, not counted)")
+        a.set_xlabel(label)
         a.grid(alpha=0.3, which="both")
     ax.set_ylabel("test accuracy (mean over seeds, 95% interval)")
     ax.legend(fontsize=7.5, loc="lower right")
