@@ -118,9 +118,11 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 # * A GPU makes other choices (``Choices``, ``GPU_CHOICES``): no chunks, no transposed narrow form, no output copy.
 
 _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
-# Workers that share the chunks, at most. Each runs Python between its small ops, and the workers take turns at the
-# interpreter: on a 16-core Xeon (data/results/gpu/threads.json) the operator was fastest with 2-4 workers and slower
-# with 8 and 16 than with 4 (16 workers: 2-3x the 4-worker time). Torch threads beyond this stay idle in the operator.
+# Workers that share the chunks, at most. On a 16-core Xeon (data/results/gpu/threads.json) the operator was fastest
+# with 2-4 workers and slower with 8 and 16 (16: 2-3x the 4-worker time); each worker runs Python between its small
+# ops, so they likely queue for the interpreter. With this cap 8 and 16 threads ran faster relative to the old form
+# (gpu/threads_capped.json), but 16 threads were still slower than 4: not the whole cause. Torch threads beyond the
+# cap stay idle inside the operator.
 _MAX_WORKERS = 4
 _NARROW = 8  # output blocks below which the per-frequency GEMM is computed transposed
 
