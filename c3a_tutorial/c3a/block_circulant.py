@@ -27,8 +27,10 @@ the kernel (the FFTs are recomputed in backward: cheap, and no complex intermedi
 between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, shared among torch's
 threads, and its frequency-domain products are real batched GEMMs over frequencies (see the notes above
 ``_chunk_rows``; a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
-It can also take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
-path. Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
+It can also take a dense path (``path="dense"``: ``ΔW`` gathered from the kernel by one index, then GEMMs;
+``dense_gather.py``), which launches far fewer ops; ``"auto"`` picks one per call by a cost model with measured
+constants (``path_choice.py``: the FFT path on a CPU at the README's sizes, the dense one on a GPU until the
+kernels, not the launches, set the time). Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ import numpy as np
 import torch
 
 from .circulant import circulant
+from .dense_gather import _grads as dense_grads
+from .dense_gather import dense_gather_matmul
+from .path_choice import choose_path
 
 
 def _check_kernel(kernel) -> None:
@@ -340,17 +345,23 @@ class BlockCirculantMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         x, kernel = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():
+            # create_graph=True: this backward is itself differentiated. The FFT path writes into buffers
+            # (bmm(out=), copy_), which autograd cannot record, so the gradients are computed by the dense path's
+            # formulas, made of differentiable ops (same values up to rounding).
+            grad_x, grad_w = dense_grads(x, kernel, grad_output, ctx.scale, need_x, need_w)
+            return grad_x, grad_w, None
+        grad_output = grad_output.contiguous()  # e.g. the expanded gradient of a sum(): rows are viewed as blocks
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
-        need_x, need_w = ctx.needs_input_grad[:2]
         # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
         form = _real_form(_kernel_freq(kernel, dtype, ctx.scale).conj()) if need_x else None  # (F, 2m, 2n)
         choices = choices_for(x.device)
         # Σ_tokens of the products of interleaved parts, (F, 2n, 2m) or (F, 2m, 2n): the wider side last.
         wide_m = m >= n
         shape = (b // 2 + 1, 2 * n, 2 * m) if wide_m else (b // 2 + 1, 2 * m, 2 * n)
-        # Threads only when backward is not itself differentiated (create_graph=True records every op here).
-        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device, parallel=not torch.is_grad_enabled())
+        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device)
         grad_x = None
         if need_x:
             grad_x = [None] if len(plan.chunks) == 1 and not choices.copy_output else _new_rows(x, n * b)
@@ -397,35 +408,40 @@ PATHS = ("auto", "fft", "dense")
 
 
 def _dense_matmul(x: torch.Tensor, kernel: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """The dense path: materialise ``ΔW`` (``d_out × d_in``) and do one GEMM; autograd does the rest."""
-    dtype = _compute_dtype(x, kernel)
-    return (scale * (x.to(dtype) @ block_circulant(kernel.to(dtype)).T)).to(x.dtype)
+    """The dense path: ``ΔW`` gathered from the kernel, then GEMMs (``dense_gather.py``)."""
+    return dense_gather_matmul(x, kernel, scale)
 
 
 def block_circulant_matmul(
     x: torch.Tensor, kernel: torch.Tensor, path: str = "auto", scale: float = 1.0
 ) -> torch.Tensor:
-    """``scale · x @ block_circulant(kernel).T`` via FFTs, without building the dense matrix.
+    """``scale · x @ block_circulant(kernel).T``, without building the dense matrix on the FFT path.
 
-    ``x``: ``(..., d_in)``; ``kernel``: ``(d_out // b, d_in // b, b)``; returns ``(..., d_out)`` in
-    ``x``'s dtype. Differentiable in both arguments through a custom autograd function whose backward
-    is FFT-based too. float16/bfloat16 inputs are computed in float32 and cast back, and autocast is
-    switched off inside (an FFT in half precision is missing or inexact), so it is safe under
-    ``torch.autocast``. ``path``: ``"fft"``, ``"dense"`` (materialise ``ΔW``, one GEMM) or
-    ``"auto"`` (the FFT path, the faster everywhere we measured); all give the same result up to
-    rounding. ``scale`` (default 1) multiplies the result in float32 before the cast back, so
-    half-precision outputs do not overflow.
+    ``x``: ``(..., d_in)``, any layout (a transposed or expanded view works, as for ``nn.Linear``); ``kernel``:
+    ``(d_out // b, d_in // b, b)``; returns ``(..., d_out)`` in ``x``'s dtype. Differentiable in both arguments
+    through custom autograd functions, twice too (a backward with ``create_graph=True`` can be differentiated
+    again). ``path``:
+
+    * ``"fft"``: real FFTs and a batched GEMM over frequencies, about ``b / 2`` times fewer flops than the dense
+      product; many small ops per call.
+    * ``"dense"``: ``ΔW`` gathered from the kernel by one index, then GEMMs (``dense_gather.py``); a handful of
+      ops per call, ``6 · N · d_in · d_out`` flops.
+    * ``"auto"`` (default): whichever ``path_choice.choose_path`` estimates faster for this call's device, dtype,
+      shape and token count; ``path_choice.explain_path(x, kernel)`` says which and why.
+
+    float16/bfloat16 inputs: the FFT path computes in float32 and casts back (an FFT in half precision is missing
+    or inexact); the dense path runs bfloat16 GEMMs (accumulating in float32) and float16 ones in float32. Autocast
+    is switched off inside, so it is safe under ``torch.autocast``. ``scale`` (default 1) multiplies the result
+    inside, in float32 or wider, so half-precision outputs do not overflow. All paths give the same result up to
+    rounding (``tests/c3a/test_fast_path.py``).
     """
     _check_input(x, kernel)
     if path not in PATHS:
         raise ValueError(f"path={path!r} is not one of {PATHS}.")
     m, _, b = kernel.shape
-    flat = x.reshape(-1, x.shape[-1])
+    flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
     if path == "auto":
-        # The dense path builds the d_out x d_in matrix before touching a token, so it lost to the FFT path
-        # at every size and token count measured (data/results/bench_cpu.json). It pays only when ΔW is
-        # kept, which is what merge() does; "dense" is here for checking.
-        path = "fft"
+        path = choose_path(flat.device, flat.dtype, kernel.shape, flat.shape[0]).path
     if flat.shape[0] == 0:
         path = "dense"  # an empty batch: the FFT libraries reject zero-length transforms, the GEMM does not
     device_type = flat.device.type
@@ -434,5 +450,6 @@ def block_circulant_matmul(
         if path == "dense":
             out = _dense_matmul(flat, kernel, scale)
         else:
-            out = BlockCirculantMatmul.apply(flat, kernel, float(scale))
-    return out.reshape(*x.shape[:-1], m * b)
+            # The FFT path views rows as blocks: it needs them contiguous (a copy only for other layouts).
+            out = BlockCirculantMatmul.apply(flat.contiguous(), kernel, float(scale))
+    return out if x.ndim == 2 else out.reshape(*x.shape[:-1], m * b)
