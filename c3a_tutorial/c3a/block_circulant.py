@@ -24,9 +24,9 @@ Two implementations live here. ``block_circulant_matmul_reference`` is the reada
 FFTs, ``einsum``, and torch's own autograd. ``block_circulant_matmul`` is the one layers use: real
 FFTs, a custom ``torch.autograd.Function`` with the backward above, which saves only the input and
 the kernel (the FFTs are recomputed in backward: cheap, and no complex intermediates are kept alive
-between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, shared among torch's
-threads, and its frequency-domain products are real batched GEMMs over frequencies (see the notes above
-``_chunk_rows``; a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
+between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, on torch's own threads,
+and its frequency-domain products are real batched GEMMs over frequencies (see the notes above ``_chunk_rows``;
+a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
 It can also take a dense path (``path="dense"``: ``ΔW`` gathered from the kernel by one index, then GEMMs;
 ``dense_gather.py``), which launches far fewer ops; ``"auto"`` picks one per call by a cost model with measured
 constants (``path_choice.py``: the FFT path on a CPU at the README's sizes, the dense one on a GPU until the
@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -118,8 +121,10 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 #   (``_real_form``). The view from complex to interleaved real is free; BLAS runs real GEMMs faster than complex.
 # * A GEMM whose output is narrow (fewer than ``_NARROW`` blocks) is computed transposed, which BLAS runs several
 #   times faster, and transposed back in the same copy that builds the token-major layout.
-# * With several torch threads the chunks are shared among threads, each single-threaded (``_run``), instead of
-#   every small op of every chunk being split across threads.
+# * With several torch threads, on a quiet machine every op of a chunk runs on torch's own intra-op threads (MKL's
+#   FFTs, BLAS, torch's copies: C++ threads, no Python); chunks shared among Python threads were slower there, each
+#   worker running ~25 Python calls per chunk under one interpreter lock (a voluntary context switch per chunk,
+#   2-3x the minor page faults). On a busy machine the chunks are shared instead (``CPU_CHOICES``, ``_busy``).
 # * A GPU makes other choices (``Choices``, ``GPU_CHOICES``): no chunks, no transposed narrow form, no output copy.
 
 _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
@@ -137,12 +142,18 @@ class Choices(NamedTuple):
     equal to the reference in float64); they differ in speed only, and which is faster depends on the device."""
 
     chunks: bool  # tokens in cache-sized chunks (CPU caches); False: all tokens at once
-    threads: bool  # chunks shared among torch's CPU threads, each single-threaded (see _run)
+    threads: bool | str  # True: chunks shared among Python threads (_run); False: torch's intra-op threads; "when busy"
     narrow_transposed: bool  # GEMMs with fewer than _NARROW output blocks computed transposed (an MKL weakness)
     copy_output: bool  # irfft, then a copy into a preallocated output; False: the irfft's result is the output
 
 
-CPU_CHOICES = Choices(chunks=True, threads=True, narrow_transposed=True, copy_output=True)
+# Threads on a CPU, measured at 2 threads on a 2-core EPYC (data/results/threads_cpu_issue28.md): on a quiet machine
+# (load 0.5-1.3) torch's intra-op threads were 8-36 % faster than chunks shared among Python threads; on a busy one
+# (load 3-4) they were 2-7x slower, every op's barrier waiting for a thread that lost its core. So the CPU shares the
+# chunks only while the load average says the machine has no idle core for its threads.
+CPU_CHOICES = Choices(chunks=True, threads="when busy", narrow_transposed=True, copy_output=True)
+SHARED_CHUNKS_CHOICES = CPU_CHOICES._replace(threads=True)  # the CPU's choices before issue #28
+INTRA_OP_CHOICES = CPU_CHOICES._replace(threads=False)  # torch's own threads, whatever the load
 # On a GPU there is no cache to fit and every chunk costs kernel launches, torch's thread count means nothing,
 # cuBLAS has no measured weakness for narrow outputs (the transposed form costs a 4-D permuting copy there), and
 # the copy into a preallocated output is one more pass over memory. BEFORE_GPU_CHOICES is what a GPU ran before
@@ -190,17 +201,60 @@ def _openmp() -> bool:
     return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
+_LOAD_SECONDS = 1.0  # how long a reading of the load is reused (one read costs a few microseconds)
+_load = {"wall": None, "cpu": 0.0, "own": 0.0, "others": 0.0}  # the last reading, and this process's share
+
+
+def _others_load() -> float:
+    """The 1-minute load average less this process's own part of it: its CPU time per second, averaged over the same
+    minute (the operator's own threads must not make the machine look busy to itself)."""
+    wall, cpu = time.monotonic(), time.process_time()
+    last = _load["wall"]
+    if last is None or wall - last > _LOAD_SECONDS:
+        if last is not None:
+            keep = math.exp(-(wall - last) / 60.0)  # the kernel's load average decays over one minute too
+            rate = (cpu - _load["cpu"]) / (wall - last)
+            _load["own"] = keep * _load["own"] + (1 - keep) * rate
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - no load average on this platform
+            load = 0.0
+        _load.update(wall=wall, cpu=cpu, others=max(0.0, load - _load["own"]))
+    return _load["others"]
+
+
+def _busy(threads: int) -> bool:
+    """Whether other work leaves fewer idle cores than ``threads`` (half a core of others' load is tolerated: a quiet
+    machine's background)."""
+    return _others_load() + threads > (os.cpu_count() or 1) + 0.5
+
+
+def _share_chunks(setting, threads: int) -> bool:
+    """``Choices.threads``: True (share the chunks among Python threads), False (torch's intra-op threads) or
+    ``"when busy"`` (share only while the machine is busy: see the measurements beside ``CPU_CHOICES``)."""
+    if setting == "when busy":
+        return threads > 1 and _busy(threads)
+    return bool(setting)
+
+
 def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True) -> _Plan:
     """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``; at most
     ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one."""
     rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
-    threads = (
-        min(torch.get_num_threads(), _MAX_WORKERS) if parallel and choices_for(device).threads and _openmp() else 1
-    )
+    share = _share_chunks(choices_for(device).threads, torch.get_num_threads())
+    threads = min(torch.get_num_threads(), _MAX_WORKERS) if parallel and share and _openmp() else 1
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
     chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
     return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    # One pool for the process, kept: threads made per call cost their start-up and, in glibc, their own malloc
+    # arena, whose freed chunk buffers page-fault again on the next call (measured: 3x the intra-op variant's minor
+    # faults per step, and a voluntary context switch per chunk).
+    return ThreadPoolExecutor(workers, thread_name_prefix="c3a-chunks")
 
 
 def _run(plan: _Plan, work) -> None:
@@ -225,10 +279,12 @@ def _run(plan: _Plan, work) -> None:
 
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(plan.threads - 1) as pool:
-            futures = [pool.submit(worker, group) for group in groups[1:]]
+        pool = _pool(_MAX_WORKERS - 1)
+        futures = [pool.submit(worker, group) for group in groups[1:]]
+        try:
             with torch.no_grad():
                 work(groups[0])
+        finally:
             for future in futures:
                 future.result()
     finally:
