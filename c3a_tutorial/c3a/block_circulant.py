@@ -147,10 +147,10 @@ class Choices(NamedTuple):
     copy_output: bool  # irfft, then a copy into a preallocated output; False: the irfft's result is the output
 
 
-# Threads on a CPU, measured at 2 threads on a 2-core EPYC (data/results/threads_cpu_issue28.md): on a quiet machine
-# (load 0.5-1.3) torch's intra-op threads were 8-36 % faster than chunks shared among Python threads; on a busy one
-# (load 3-4) they were 2-7x slower, every op's barrier waiting for a thread that lost its core. So the CPU shares the
-# chunks only while the load average says the machine has no idle core for its threads.
+# Threads on a CPU, measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): on a quiet
+# machine (load 0.5-1.3) torch's intra-op threads were 8-36 % faster than chunks shared among Python threads; on a
+# busy one (load 3-4) they were 2-7x slower, every op's barrier waiting for a thread that lost its core. So the CPU
+# shares the chunks only while others' load leaves no idle core for its threads (_busy).
 CPU_CHOICES = Choices(chunks=True, threads="when busy", narrow_transposed=True, copy_output=True)
 SHARED_CHUNKS_CHOICES = CPU_CHOICES._replace(threads=True)  # the CPU's choices before issue #28
 INTRA_OP_CHOICES = CPU_CHOICES._replace(threads=False)  # torch's own threads, whatever the load

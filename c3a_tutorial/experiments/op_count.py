@@ -48,7 +48,7 @@ def count_ops(step) -> OpCount:
 def layer_step_ops(layer: torch.nn.Module, tokens: int, warm: bool = True) -> OpCount:
     """Ops of ``layer(x).sum().backward()`` for ``x`` of ``tokens`` rows on the layer's device, ``x`` requiring
     its gradient (as inside a network)."""
-    weight = next(p for p in layer.parameters())
+    weight = getattr(layer, "base_layer", layer).weight  # the input's dtype is the frozen layer's, not the adapter's
     d_in = layer.in_features
 
     def step():

@@ -6,6 +6,10 @@ gradient) of ``block_circulant_matmul`` with ``path="fft"`` and ``path="dense"``
 
     python -m c3a_tutorial.experiments.path_costs --threads 1 --out data/results/path_costs_cpu.json
 
+``--thread-choices`` times the FFT path's CPU thread choices instead (``data/results/README_bench.md, "Issue #28"``)::
+
+    python -m c3a_tutorial.experiments.path_costs --threads 2 --thread-choices --out threads_2.json
+
 On CUDA the times are taken after a synchronize (wall clock of the call, host enqueue included: that is what a
 training step pays). The file records the machine, the load (``os.getloadavg``) before and after, and every
 round's time, so a reader can judge how much the shared machine moved them.
@@ -82,6 +86,45 @@ def measure(cells=DEFAULT_CELLS, tokens=DEFAULT_TOKENS, device="cpu", dtype=torc
     }
 
 
+def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> dict:
+    from ..c3a import block_circulant as bc
+
+    variants = {"shared chunks": bc.SHARED_CHUNKS_CHOICES, "intra-op": bc.INTRA_OP_CHOICES, "default": bc.CPU_CHOICES}
+    kernel = torch.randn(d_out // b, d_in // b, b, requires_grad=True)
+    x = torch.randn(n, d_in, requires_grad=True)
+    grad = torch.randn(n, d_out)
+    a, lora_b = torch.randn(8, d_in, requires_grad=True), torch.randn(d_out, 8, requires_grad=True)
+
+    def step(name):
+        if name == "lora-r8 adapter":
+            torch.autograd.grad((x @ a.T) @ lora_b.T, (x, a, lora_b), grad)
+            return
+        with bc.use_choices("cpu", variants[name]):
+            torch.autograd.grad(block_circulant_matmul(x, kernel, path="fft", scale=1.0 / d_in), (x, kernel), grad)
+
+    times = {name: [] for name in ("lora-r8 adapter", *variants)}
+    load = os.getloadavg()[0]
+    for round_ in range(rounds + 1):
+        for name in times:
+            start = time.perf_counter()
+            step(name)
+            if round_:
+                times[name].append(1e3 * (time.perf_counter() - start))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    row = dict(d_out=d_out, d_in=d_in, block_size=b, tokens=n, threads=torch.get_num_threads(), load_before=load,
+               load_after=os.getloadavg()[0], median_ms=medians, times_ms=times)  # fmt: skip
+    print(
+        row["threads"], d_out, d_in, b, n, f"load {load:.2f}", {k: round(v, 1) for k, v in medians.items()}, flush=True
+    )
+    return row
+
+
+def time_thread_choices(cells=DEFAULT_CELLS[:3], tokens=(4096, 2048, 2048), rounds=7) -> list[dict]:
+    """The FFT path's CPU thread choices (shared chunks, intra-op threads, the load-based default) and LoRA r=8's
+    adapter, forward + backward with both gradients, interleaved, wall clock, at torch's current thread count."""
+    return [_thread_choice_row(*cell, n, rounds) for cell, n in zip(cells, tokens, strict=True)]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -89,9 +132,15 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, nargs="+", default=list(DEFAULT_TOKENS))
     parser.add_argument("--max-dense-gflop", type=float, default=40.0, help="skip dense above this many GFLOP/call")
+    parser.add_argument("--thread-choices", action="store_true", help="time the CPU thread choices instead")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.thread_choices:
+        rows = time_thread_choices(rounds=args.rounds)
+        with open(args.out, "w") as f:
+            json.dump({"machine": machine_info(torch.device("cpu")), "versions": versions(), "rows": rows}, f, indent=1)
+        return
     result = measure(tokens=args.tokens, device=args.device, rounds=args.rounds, max_dense_gflop=args.max_dense_gflop)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -68,8 +68,8 @@ def test_gpu_choices_return_the_inputs_dtype_without_a_copy():
 
 
 def test_cpu_default_shares_chunks_only_while_the_machine_is_busy(monkeypatch, two_threads):
-    """Measured at 2 threads on a 2-core EPYC (data/results/threads_cpu_issue28.md): torch's intra-op threads win on a
-    quiet machine, chunks shared among Python threads on a busy one; the CPU default follows the load."""
+    """Measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): torch's intra-op threads
+    win on a quiet machine, chunks shared among Python threads on a busy one; the CPU default follows the load."""
     assert bc.CPU_CHOICES.threads == "when busy" and bc.SHARED_CHUNKS_CHOICES.threads is True
     if not bc._openmp():
         pytest.skip("torch's CPU backend is not OpenMP: the operator does not share chunks among threads")
