@@ -166,6 +166,30 @@ def _operator_steps(cell, dtype, device, variants: dict) -> dict:
     return {**{name: ours(*spec) for name, spec in variants.items()}, "lora-r8 adapter": lora}
 
 
+def _cuda_graph_step(cell, dtype, device, path: str = "dense"):
+    """Forward + backward (both gradients) of the operator captured once in a CUDA graph; returns its replay: what a
+    call costs when a whole training step is captured (no host enqueue per op)."""
+    d_out, d_in, b, n = cell
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d_in, generator=g).to(device, dtype).requires_grad_(True)
+    w = torch.randn(d_out // b, d_in // b, b, generator=g).to(device).requires_grad_(True)
+    gy = torch.randn(n, d_out, generator=g).to(device, dtype)
+
+    def run():
+        return torch.autograd.grad(bc.block_circulant_matmul(x, w, path=path, scale=1.0 / d_in), (x, w), gy)
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up outside the capture: cached indices, cuBLAS/cuFFT plans, the allocator
+        for _ in range(3):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run()
+    return graph.replay
+
+
 def part_operator(part: Part) -> None:
     from .profile import profile_device_step
 
@@ -178,6 +202,11 @@ def part_operator(part: Part) -> None:
                 part.cut(f"{cell} {dtype}")
                 continue
             steps = _operator_steps(cell, dtype, part.device, GPU_VARIANTS)
+            if part.device.type == "cuda":
+                try:
+                    steps["dense gather, CUDA graph"] = _cuda_graph_step(cell, dtype, part.device)
+                except Exception as error:  # noqa: BLE001 - a capture that fails must not cost the other variants
+                    part.result.setdefault("graph_errors", []).append(f"{cell} {dtype}: {error!r}")
             times = _interleaved(steps, timer, 3 if part.smoke else 25, part, reserve_s=5)
             d_out, d_in, b, n = cell
             where = {"d_out": d_out, "d_in": d_in, "block_size": b, "tokens": n, "dtype": str(dtype)[6:]}
