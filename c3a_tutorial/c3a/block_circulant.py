@@ -148,8 +148,8 @@ class Choices(NamedTuple):
 
 
 # Threads on a CPU, measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): on a quiet
-# machine (load 0.5-1.3) torch's intra-op threads were 8-36 % faster than chunks shared among Python threads; on a
-# busy one (load 3-4) they were 2-7x slower, every op's barrier waiting for a thread that lost its core. So the CPU
+# machine (load 0.5-1.3) torch's intra-op threads took 8-36 % less time than chunks shared among Python threads; on a
+# busy one (load 3-4) they took 3-7x more, every op's barrier waiting for a thread that lost its core. So the CPU
 # shares the chunks only while others' load leaves no idle core for its threads (_busy).
 CPU_CHOICES = Choices(chunks=True, threads="when busy", narrow_transposed=True, copy_output=True)
 SHARED_CHUNKS_CHOICES = CPU_CHOICES._replace(threads=True)  # the CPU's choices before issue #28
