@@ -250,10 +250,10 @@ def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = Tr
 
 
 @functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    # One pool for the process, kept: threads made per call cost their start-up and, in glibc, their own malloc
-    # arena, whose freed chunk buffers page-fault again on the next call (measured: 3x the intra-op variant's minor
-    # faults per step, and a voluntary context switch per chunk).
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    # One pool per process, kept between calls instead of threads started per call (measured a little faster, at a
+    # different load: README_bench.md, "Issue #28"). Keyed by the process id: a forked child (a DataLoader worker)
+    # inherits the pool object but not its threads, and would wait on them for ever.
     return ThreadPoolExecutor(workers, thread_name_prefix="c3a-chunks")
 
 
@@ -279,7 +279,7 @@ def _run(plan: _Plan, work) -> None:
 
     torch.set_num_threads(1)
     try:
-        pool = _pool(_MAX_WORKERS - 1)
+        pool = _pool(_MAX_WORKERS - 1, os.getpid())
         futures = [pool.submit(worker, group) for group in groups[1:]]
         try:
             with torch.no_grad():
