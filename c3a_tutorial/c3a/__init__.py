@@ -2,6 +2,8 @@
 adapter layers → putting them into a model → saving them → carrying them to and from PEFT.
 
     circulant.py        circulant(c), its eigenvalues, circulant(c) @ x with FFTs       (notebooks 01-02)
+    dense_gather.py     the operator's dense path: ΔW by one gather, then GEMMs         (notebook 04, §13)
+    path_choice.py      which path block_circulant_matmul(path="auto") takes, and why   (notebook 04, §13)
     block_circulant.py  block_circulant(w) and block_circulant_matmul(x, w)             (notebook 03)
     counting.py         parameters, ranks and block-size rules of C3A and LoRA          (notebook 03)
     layers.py           C3ALinear and LoRALinear                                        (notebook 04)

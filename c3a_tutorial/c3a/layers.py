@@ -218,9 +218,13 @@ class C3ALinear(AdapterLinear):
         """The dense ``ΔW = scale · block_circulant(kernel)``, shape ``(d_out, d_in)``."""
         return self.scale * block_circulant(self.kernel)
 
+    # The operator's path: "auto" (per call, from the device, dtype, shape and token count: see
+    # c3a.path_choice.explain_path), or "fft" / "dense" to override it, e.g. ``layer.path = "fft"``.
+    path: str = "auto"
+
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         # The scale is applied inside, in float32: a float16 model's unscaled product could overflow.
-        return block_circulant_matmul(x, self.kernel, scale=self.scale)
+        return block_circulant_matmul(x, self.kernel, path=self.path, scale=self.scale)
 
     def adapter_config(self) -> dict:
         return {"method": self.method, "block_size": self.block_size, "scale": self.scale}
