@@ -190,7 +190,7 @@ def test_low_rank_cases_separate_every_misreading():
 
 SINGULAR_MISTAKES = {
     "low-pass included (invertible at n = 2)": (SINGULAR | {"low-pass (3 frequencies)"}, "invertible at n = 2"),
-    "moving average included": (SINGULAR | {"moving average [1, 1, 1, 0, ...]/3"}, "invertible at n = 4"),
+    "moving average included": (SINGULAR | {"moving average [1, 1, 1, 0, ...]/3"}, "invertible at n = 2"),
     "cosine missing": (SINGULAR - {"cosine (rank 2)"}, "1 more preset is singular"),
     "a name not in the menu": (SINGULAR | {"constant"}, "not the widget's presets"),
     "a single string": ("cosine (rank 2)", "give a set of preset names"),
