@@ -175,8 +175,6 @@ def test_check_energy_rank_rejects_an_off_by_one():
 
 
 def test_hidden_cases_are_random_spectra(capsys):
-    from c3a_tutorial.course.checks.nb05_finetuning import _energy_rank
-
     checks.check_energy_rank(_energy_rank, seed=3)
     assert "Correct" in capsys.readouterr().out
     with pytest.raises(checks.ExerciseError):  # hard-coding the visible answers does not pass the hidden cases

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dis
 import importlib
 import sys
 import tracemalloc
@@ -306,8 +307,12 @@ def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False
         return counted
 
     # path -> the replacement to install once its module is imported (the learner's code may import it late).
+    # (Classes are not replaced by name: package code that checks isinstance would break; the profiler sees their
+    # methods run, and ``refuse_held`` a subclass.)
     pending: dict[str, object] = {
-        path: stand_in(path, why) for path, why in forbidden.items() if not path.startswith("torch")
+        path: stand_in(path, why)
+        for path, why in forbidden.items()
+        if not path.startswith("torch") and not isinstance(objects[path], type)
     }
     if count_fft:
         for module_name in FFT_MODULES:
@@ -372,6 +377,59 @@ def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False
         patches.undo()
     if not record.profile_kept and not record.tampered:
         record.tampered.append("sys.setprofile")
+
+
+def _names_read(code) -> set[str]:
+    """The global names ``code`` (and the code nested in it) loads; not attribute names (``scipy.linalg.circulant``
+    reads the global ``scipy`` only)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names_read(const)
+    return names
+
+
+def held_objects(obj) -> list[tuple[str, object]]:
+    """``(where, value)`` for everything the learner's function or class holds before it runs: a class's bases (its
+    MRO) and attributes, and for each function its default arguments, closure cells and the global names its code
+    reads. A package object found here answers the exercise however it is named."""
+    out = []
+
+    def visit_function(function, where: str) -> None:
+        code = getattr(function, "__code__", None)
+        if code is None:
+            return
+        out.extend((f"a default argument of {where}", v) for v in function.__defaults__ or ())
+        out.extend((f"the default {k}= of {where}", v) for k, v in (function.__kwdefaults__ or {}).items())
+        for name, cell in zip(code.co_freevars, function.__closure__ or (), strict=False):
+            with contextlib.suppress(ValueError):  # an empty cell
+                out.append((f"the variable {name} that {where} closes over", cell.cell_contents))
+        space = getattr(function, "__globals__", {})
+        out.extend((f"the name {name} that {where} uses", space[name]) for name in _names_read(code) if name in space)
+
+    if isinstance(obj, type):
+        out.extend((f"a base class of {obj.__name__}", klass) for klass in obj.__mro__[1:])
+        for key, value in vars(obj).items():
+            where = f"{obj.__name__}.{key}"
+            out.append((where, value))
+            inner = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+            inner = inner.fget if isinstance(inner, property) else inner
+            visit_function(inner, where)
+    else:
+        visit_function(obj, getattr(obj, "__name__", "your function"))
+    return out
+
+
+def refuse_held(obj, forbidden: dict[str, str]) -> None:
+    """Fail if the learner's function or class holds one of ``forbidden`` (or a bound method, partial or subclass
+    of one): ``held_objects`` lists where it looks."""
+    objects = {id(o): path for path in forbidden if (o := _import_object(path)) is not None}
+    for where, value in held_objects(obj):
+        for candidate in (value, getattr(value, "__self__", None), getattr(value, "__func__", None),
+                          getattr(value, "func", None)):  # fmt: skip
+            path = objects.get(id(candidate)) if candidate is not None else None
+            if path is not None:
+                fail(f"{path}() is not allowed here: {forbidden[path]} (It is {where}.)")
 
 
 def check_untampered(record, tracing_before: bool | None = None) -> None:
@@ -445,6 +503,8 @@ def by_the_method(
     FFT's output, so the FFT did the arithmetic. With ``returns_record``, returns ``(result, record)``.
     """
     peak = 0
+    if forbidden:
+        refuse_held(fn, forbidden)
     tracing_before = tracemalloc.is_tracing()
     with watched(fn, forbidden, count_fft=require_fft is not None) as record:
         if budget_bytes is None:
