@@ -95,12 +95,16 @@ def _resolve(path: str):
 
 def _import_object(path: str):
     """The object a dotted path names, importing its module (``None`` if that fails: SciPy parts may be absent)."""
-    module_name, _, attribute = path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return getattr(module, attribute, None)
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # the longest importable prefix, then attributes ("torch.Tensor.backward")
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            obj = getattr(obj, attribute, None)
+        return obj
+    return None
 
 
 def _functions_of(obj) -> list:
@@ -120,8 +124,8 @@ def _functions_of(obj) -> list:
             for klass in item.__mro__:
                 if klass is item or klass.__module__.startswith("c3a_tutorial"):
                     todo += list(vars(klass).values())
-        elif hasattr(item, "__code__"):
-            out.append(item)
+        elif hasattr(item, "__code__") and not hasattr(item, "__wrapped__"):
+            out.append(item)  # (a decorator's wrapper shares its code with every function it wraps: not that)
         for attribute in ("_implementation", "__wrapped__", "__func__"):
             inner = getattr(item, attribute, None)
             if inner is not None and not isinstance(item, type):
@@ -270,12 +274,13 @@ def _transform_length(module: str, name: str, args, kwargs, out) -> int:
 
 
 @contextlib.contextmanager
-def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False, shape_rule=None):
+def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False, shape_rule=None, patch=True):
     """While the block runs: each helper in ``forbidden`` (dotted path → why it breaks the rule) raises
     ``ExerciseError`` or is recorded when reached by another route; with ``count_fft``, FFT calls are recorded.
     Yields a record with ``calls`` (forbidden helpers that were called), ``ffts`` (the number of FFT calls),
     ``fft_calls`` (``(module.name, input shape, transform length, output)`` each), ``tampered`` (calls that switch
-    a watch off) and ``torch`` (the ``TorchWatch``)."""
+    a watch off) and ``torch`` (the ``TorchWatch``). With ``patch=False`` no name is replaced: the profiler and the
+    torch mode alone record the forbidden calls (for helpers the learner's code may not even reach by name)."""
     forbidden = dict(forbidden or {})
     record = type("Watch", (), {})()
     record.calls, record.ffts, record.fft_calls, record.tampered = [], 0, [], []
@@ -312,7 +317,7 @@ def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False
     pending: dict[str, object] = {
         path: stand_in(path, why)
         for path, why in forbidden.items()
-        if not path.startswith("torch") and not isinstance(objects[path], type)
+        if patch and not path.startswith("torch") and not isinstance(objects[path], type)
     }
     if count_fft:
         for module_name in FFT_MODULES:
