@@ -230,3 +230,51 @@ def test_the_messages_do_not_hand_over_the_formula():
     for answer in (_no_conj, FIT_MISTAKES["averaged ratios"][0]):
         message = rejects(".", checks.check_kernel_fit, answer)
         assert "Σ_t ŷ_t[k]·conj(x̂_t[k])" not in message and "/ Σ_t |x̂_t[k]|²" not in message
+
+
+# ------------------------------------------------------------------ crashes and typical slips named (issue #25)
+
+
+def test_unpadded_spectra_crash_becomes_the_padding_hint():
+    message = rejects(
+        "failed with ValueError: operands could not be broadcast.*different lengths.*rfft\\(a, N\\)",
+        checks.check_fft_convolve,
+        lambda a, b: np.fft.irfft(np.fft.rfft(a) * np.fft.rfft(b)),
+    )
+    assert "Traceback" not in message
+
+
+def _fit_mean_numerator(X, Y):
+    X_hat, Y_hat = np.fft.rfft(X, axis=1), np.fft.rfft(Y, axis=1)
+    return np.fft.irfft((Y_hat * X_hat.conj()).mean(axis=0) / (np.abs(X_hat) ** 2).sum(axis=0), n=X.shape[1])
+
+
+def _fit_along_tokens(X, Y):
+    X_hat, Y_hat = np.fft.fft(X, axis=0), np.fft.fft(Y, axis=0)
+    return np.fft.ifft((Y_hat * X_hat.conj()).sum(axis=0) / (np.abs(X_hat) ** 2).sum(axis=0)).real
+
+
+def test_kernel_fit_names_a_mean_for_a_sum_and_the_wrong_axis():
+    rejects(
+        "divided by the number of tokens \\(5\\): one of your two sums", checks.check_kernel_fit, _fit_mean_numerator
+    )
+    rejects("an FFT of yours ran along the tokens", checks.check_kernel_fit, _fit_along_tokens)
+    rejects("ran along the tokens", checks.check_kernel_fit, _fit_along_tokens, lengths=(5, 10), tokens=3, seed=31)
+
+
+def test_the_large_cases_are_checked_by_properties_not_a_stored_answer():
+    """A right answer on the small cases that is wrong at the large n fails the normal-equation checks."""
+
+    def wrong_when_large(c, y, rtol=1e-10):  # at the large n, keeps fft(y) where fft(c) is zero: not the shortest
+        c_hat, y_hat = np.fft.rfft(c), np.fft.rfft(y)
+        keep = np.abs(c_hat) > rtol * np.abs(c_hat).max()
+        x_hat = y_hat.copy() if len(c) > 1000 else np.zeros_like(y_hat)
+        x_hat[keep] = y_hat[keep] / c_hat[keep]
+        return np.fft.irfft(x_hat, n=len(c))
+
+    rejects("for a large n = 4097 .* differs from pinv", checks.check_circulant_lstsq, wrong_when_large)
+
+    def fit_wrong_when_large(X, Y):
+        return _fit(X, Y) * (1.001 if X.shape[1] > 1000 else 1.0)
+
+    rejects("for a large n = 4097 .* not the least-squares kernel", checks.check_kernel_fit, fit_wrong_when_large)

@@ -335,3 +335,47 @@ EXPLORER_MISTAKES = {
 def test_smallest_good_rank_rejects(mistake):
     answer, message = EXPLORER_MISTAKES[mistake]
     rejects(message, checks.check_smallest_good_rank, answer, "shift-structured", b=32, within=0.01)
+
+
+def _reshape_only(T, b):  # "blocks" by a reshape alone: each is pieces of rows of several blocks
+    d_out, d_in = T.shape
+    blocks = T.reshape(d_out // b, d_in // b, b, b)
+    p = np.arange(b)[:, None]
+    return block_circulant(blocks[:, :, p, (p - np.arange(b)) % b].mean(axis=2))
+
+
+def _untransposed_index(T, b):  # the (m, b, n, b) reshape indexed as if the block axes came first: it crashes
+    d_out, d_in = T.shape
+    blocks = T.reshape(d_out // b, b, d_in // b, b)
+    kernel = np.zeros((d_out // b, d_in // b, b))
+    for k in range(b):
+        p = np.arange(b)
+        kernel[:, :, k] = blocks[:, p, :, (p - k) % b].mean(axis=1)
+    return block_circulant(kernel)
+
+
+def test_projection_names_blocks_cut_without_the_transpose():
+    rejects("your blocks are not T's b × b blocks: T.reshape\\(2, 3, 4, 4\\) alone", checks.check_c3a_projection,
+            _reshape_only, d_out=8, d_in=12, b=4)  # fmt: skip
+    rejects("failed with ValueError: could not broadcast.*transpose\\(0, 2, 1, 3\\)", checks.check_c3a_projection,
+            _untransposed_index, d_out=8, d_in=12, b=4)  # fmt: skip
+
+
+def test_lora_layer_refuses_the_package_layer_however_it_is_reached():
+    from c3a_tutorial import LoRALinear
+
+    class Subclass(LoRALinear):
+        def __init__(self, base_layer, r, alpha):
+            super().__init__(base_layer, rank=r, alpha=alpha)
+
+    rejects("c3a_tutorial.LoRALinear\\(\\) is not allowed here.*a base class of Subclass", checks.check_lora_layer,
+            Subclass)  # fmt: skip
+
+    class Holder(torch.nn.Module):
+        impl = LoRALinear  # held as a class attribute
+
+        def __init__(self, base_layer, r, alpha):
+            super().__init__()
+            self.inner = Holder.impl(base_layer, rank=r, alpha=alpha)
+
+    rejects("LoRALinear\\(\\) is not allowed here.*It is Holder.impl", checks.check_lora_layer, Holder)

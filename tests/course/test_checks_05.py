@@ -206,3 +206,19 @@ def test_each_typical_mistake_fails_its_checker_with_its_message(grade_id):
     with pytest.raises(checks.ExerciseError) as err:
         checker(namespace[answer])
     assert MESSAGES[grade_id] in str(err.value)
+
+
+def test_optimizer_groups_refuses_the_package_version():
+    import c3a_tutorial
+
+    with names("adapter_parameter_groups\\(\\) is not allowed here"):
+        checks.check_optimizer_groups(
+            lambda model, lr, head_lr: c3a_tutorial.adapter_parameter_groups(model, lr, head_lr)
+        )
+
+
+def test_hidden_energy_rank_messages_are_short():
+    with pytest.raises(checks.ExerciseError) as raised:
+        checks.check_energy_rank(lambda s, fraction: 1, seed=1)
+    message = " ".join(str(raised.value).split())
+    assert "values)" in message and len(message) < 200, message

@@ -288,7 +288,16 @@ def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> No
     first_column = block_circulant(blocks[:, :, :, 0])
     reversed_kernel = block_circulant(kernel[..., (-np.arange(b)) % b])
     untransposed = block_circulant(diagonal_means(t.reshape(m, n, b, b)))  # "blocks" cut by a reshape alone
-    got = as_numpy(by_the_method(fn, (t.copy(), b), forbidden=rules), "your ΔW")
+    try:
+        got = as_numpy(by_the_method(fn, (t.copy(), b), forbidden=rules), "your ΔW")
+    except (IndexError, ValueError) as err:  # most often from blocks cut without moving the block axes
+        line = str(err).splitlines()[0] if str(err) else ""
+        fail(
+            f"for T of shape {t.shape} and b = {b} your function failed with {type(err).__name__}: {line}. If it "
+            f"comes from cutting T into blocks: T.reshape({m}, {b}, {n}, {b}) has axes (row block, row, column "
+            "block, column), so index it as [i, p, j, q], or move the block axes to the front first "
+            "(.transpose(0, 2, 1, 3)) to index [i, j, p, q]."
+        )
     check_shape(got, t.shape, "your ΔW")
     if close(got, want):
         ok(f"‖ΔW − T‖ / ‖T‖ = {np.linalg.norm(want - t) / np.linalg.norm(t):.3f} at b = {b}, the smallest possible.")

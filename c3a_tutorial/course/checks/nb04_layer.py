@@ -266,14 +266,16 @@ def _run_function(fn_class, x, w, grad_y, where: str):
 
 
 _IRFFT_HINT = (
-    "Your irfft has no n=: from b // 2 + 1 coefficients it returns 2·(b // 2) samples, which is b - 1 for an odd "
-    "b = {b}. Pass the length: torch.fft.irfft(..., n=b, dim=-1)."
+    "Did you pass n=b to irfft? Yours has no n=: from b // 2 + 1 coefficients it returns 2·(b // 2) samples, "
+    "which is b - 1 for an odd b = {b}. Pass the length: torch.fft.irfft(..., n=b, dim=-1)."
 )
 
 
 def _irfft_without_n(calls, b: int) -> bool:
     """Did an irfft run without ``n`` (so it guessed the length), where the block size ``b`` is odd?"""
-    return b % 2 == 1 and any(name == "irfft" and "n" not in kwargs and len(args) < 2 for name, args, kwargs in calls)
+    return b % 2 == 1 and any(  # torch.fft.irfft reaches the torch mode as fft_irfft
+        name.endswith("irfft") and "n" not in kwargs and len(args) < 2 for name, args, kwargs in calls
+    )
 
 
 def _refuse_recorded(record) -> None:
