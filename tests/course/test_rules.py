@@ -101,6 +101,7 @@ def test_a_loosened_tolerance_would_let_the_near_miss_through(monkeypatch):
     that test would fail: the tolerance is under test."""
     with pytest.raises(checks.ExerciseError):
         checks.check_kernel_from_first_row(near_miss)
+    monkeypatch.setattr(rules, "_originals", {})  # the guard off: this test mutates the checker on purpose
     monkeypatch.setattr(common, "RTOL", 100 * common.RTOL)
     checks.check_kernel_from_first_row(near_miss)
 
@@ -108,6 +109,7 @@ def test_a_loosened_tolerance_would_let_the_near_miss_through(monkeypatch):
 def test_a_dropped_shape_check_would_lose_the_shape_message(monkeypatch):
     broadcastable = lambda row: _from_row(row)[None, :]  # noqa: E731
     rejects("should have shape", checks.check_kernel_from_first_row, broadcastable)
+    monkeypatch.setattr(rules, "_originals", {})  # the guard off: this test mutates the checker on purpose
     monkeypatch.setattr(nb01_circulant, "check_shape", lambda *args: None)
     with pytest.raises(checks.ExerciseError) as raised:
         checks.check_kernel_from_first_row(broadcastable)
@@ -216,3 +218,34 @@ def test_the_fft_must_carry_the_result():
             lambda v: (np.fft.rfft(v), v * 2)[1], (x,), require_fft="fft!", fft_size=64)  # fmt: skip
     rejects("your longest FFT has length 8", rules.by_the_method,
             lambda v: np.fft.irfft(np.fft.rfft(v[:8]), n=8), (x,), require_fft="fft!", fft_size=64)  # fmt: skip
+
+
+def test_replacing_what_the_checker_relies_on_fails_and_is_undone():
+    """A function that patches np.allclose or the checker's own fail while it runs is caught, and the originals
+    are back afterwards (the real grading also runs each check in a fresh process: tools/)."""
+    original_allclose, original_fail = np.allclose, common.fail
+
+    def patches_numpy(row):
+        np.allclose = lambda *args, **kwargs: True
+        return np.asarray(row)
+
+    def patches_fail(row):
+        common.fail = lambda *args, **kwargs: None
+        return np.asarray(row)
+
+    rejects("your code replaced numpy.allclose", checks.check_kernel_from_first_row, patches_numpy)
+    rejects("your code replaced c3a_tutorial.course.checks.common.fail", checks.check_kernel_from_first_row,
+            patches_fail)  # fmt: skip
+    assert np.allclose is original_allclose and common.fail is original_fail
+
+
+def test_a_checker_replaced_before_the_check_is_caught_on_entry():
+    import torch
+
+    original = torch.allclose
+    torch.allclose = lambda *args, **kwargs: True  # as a solution cell could, before the test cell runs
+    try:
+        rejects("your code replaced torch.allclose", checks.check_kernel_from_first_row, _from_row)
+    finally:
+        torch.allclose = original
+    checks.check_kernel_from_first_row(_from_row)  # put back: the next check passes

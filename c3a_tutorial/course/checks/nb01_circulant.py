@@ -13,7 +13,7 @@ from ...c3a.circulant import circulant
 from ..viz import PRESET_KERNELS, circulant_view
 from .common import as_numpy, check_shape, close, ok, real_array
 from .common import fail_wrapped as fail
-from .rules import by_the_method
+from .rules import by_the_method, call, guarded
 
 
 def _rows(n: int, seed: int) -> list[np.ndarray]:
@@ -22,6 +22,7 @@ def _rows(n: int, seed: int) -> list[np.ndarray]:
     return [np.arange(1.0, n + 1), rng.standard_normal(n), rng.standard_normal(n + 1)]
 
 
+@guarded
 def check_kernel_from_first_row(fn, n: int = 5, seed: int = 0) -> None:
     """Exercise 01.2: ``fn(row)`` must return the kernel ``c`` (first column) of the circulant whose first row is
     ``row``: ``circulant(fn(row))[0] == row``.
@@ -82,6 +83,7 @@ def _nonzero_frequencies(c: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
     return np.flatnonzero(spectrum > rtol * max(1.0, spectrum.max()))
 
 
+@guarded
 def check_kernel_with_rank(fn, n: int = 8, ranks=None) -> None:
     """Exercise 01.3: ``fn(n, rank)`` must return a real length-``n`` kernel whose circulant has rank ``rank``.
 
@@ -89,7 +91,7 @@ def check_kernel_with_rank(fn, n: int = 8, ranks=None) -> None:
     """
     ranks = range(0, n + 1) if ranks is None else ranks
     for rank in ranks:
-        c = _real_kernel(fn(n, rank), n, f"your kernel for n = {n}, rank = {rank}")
+        c = _real_kernel(call(fn, n, rank), n, f"your kernel for n = {n}, rank = {rank}")
         got = int(np.linalg.matrix_rank(circulant(c)))
         if got == rank:
             continue
@@ -160,6 +162,7 @@ def approximation_cases(n: int, seed: int):
     return chosen
 
 
+@guarded
 def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
     """Exercise 01.4: ``fn(c, tol)`` must return the *real* kernel of a lowest-rank circulant within ``tol`` of ``C``.
 
@@ -171,7 +174,7 @@ def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
     """
     for length in (n, n + 1):
         for c, tol in approximation_cases(length, seed + length):
-            got = _real_kernel(fn(c.copy(), tol), length, f"your kernel (n = {length})")
+            got = _real_kernel(call(fn, c.copy(), tol), length, f"your kernel (n = {length})")
             singular_values = np.abs(np.fft.fft(c))
             best_rank = int((singular_values > tol).sum())
             rank = int(np.linalg.matrix_rank(circulant(got)))
@@ -209,6 +212,7 @@ def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
     ok("keep the DFT coefficients with |fft(c)[k]| > tol: the rank is minimal (Eckart–Young) and the error ≤ tol.")
 
 
+@guarded
 def check_singular_presets(answer, sizes=range(2, 33)) -> None:
     """Exercise 01.1 (with the widget): the preset kernels whose circulant is singular for *every* ``n`` in ``sizes``
     (the widget's range, 2 to 32; the hidden test tries 2 to 64, which gives the same set).

@@ -24,6 +24,7 @@ from .rules import (
     DENSE_SOLVERS_SCIPY,
     DENSE_SOLVERS_TORCH,
     by_the_method,
+    guarded,
 )
 
 NO_FFT = (
@@ -90,6 +91,7 @@ def _wraps(length: int, m: int, k: int, size: int) -> None:
     )
 
 
+@guarded
 def check_fft_convolve(fn, lengths=((6, 3), (7, 7), (8, 5)), seed: int = 1) -> None:
     """Exercise 02.1: ``fn(a, b)`` must equal ``np.convolve(a, b)`` (the full linear convolution, length
     ``len(a) + len(b) - 1``), computed with real FFTs and no dense matrix.
@@ -174,6 +176,7 @@ def _lstsq_cases(seed: int, lengths):
         yield spectrum_kernel(n, (1,), seed=int(rng.integers(1 << 30)), scale=scale), rng.standard_normal(n)
 
 
+@guarded
 def check_circulant_lstsq(fn, lengths=(7, 8), seed: int = 2) -> None:
     """Exercise 02.2: ``fn(c, y)`` must return ``pinv(circulant(c)) @ y`` with FFTs, no matrix.
 
@@ -255,6 +258,7 @@ def _fit_cases(seed: int, lengths, tokens: int):
         yield X, Y
 
 
+@guarded
 def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None:
     """Exercise 02.3: ``fn(X, Y)`` must return the real kernel ``c`` minimising ``Σ_t ‖C x_t - y_t‖²``, with
     FFTs and no matrix.

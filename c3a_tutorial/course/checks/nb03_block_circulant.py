@@ -18,7 +18,7 @@ from ...c3a.counting import block_circulant_rank, c3a_parameter_count, lora_para
 from ..explorer import explorer_state, rank_options
 from .common import as_numpy, check_shape, close, ok
 from .common import fail_wrapped as fail
-from .rules import by_the_method, check_untampered, refuse_held, watched
+from .rules import by_the_method, call, check_untampered, guarded, refuse_held, watched
 
 # The package's layers: a subclass, an instance inside the learner's layer or a call of their code does the work.
 PACKAGE_LAYERS = {
@@ -51,6 +51,7 @@ def _parameter(layer, name: str, shape: tuple, wrong_way: tuple, what: str) -> t
     return value
 
 
+@guarded
 def check_lora_layer(cls, d_out: int = 6, d_in: int = 64, r: int = 4, alpha: float = 12.0, seed: int = 0,
                      dtype=torch.float32) -> None:  # fmt: skip
     """Exercise 03.1: ``cls(base_layer, r, alpha)`` must be LoRA as PEFT and the package build it.
@@ -169,6 +170,7 @@ def _forbid(*paths: str, why: str) -> dict[str, str]:
     return out
 
 
+@guarded
 def check_same_budget_rank(fn, d_out: int, d_in: int, b: int) -> None:
     """Exercise: ``fn(d_out, d_in, b)`` = the largest LoRA rank ``r`` with no more parameters than C3A at ``b``,
     from the formulas (``lora_rank_for_budget`` raises while ``fn`` runs)."""
@@ -201,6 +203,7 @@ def check_same_budget_rank(fn, d_out: int, d_in: int, b: int) -> None:
     )
 
 
+@guarded
 def check_block_size_choice(fn, d_in: int, d_out: int, lora_rank: int, rule: str = "equal_budget") -> None:
     """Exercise: ``fn(d_in, d_out, r)`` = the valid block size nearest the named rule, on a log scale
     (``suggest_block_size``'s two rules; ``suggest_block_size`` raises while ``fn`` runs).
@@ -264,6 +267,7 @@ def _target(d_out: int, d_in: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((d_out, d_in))
 
 
+@guarded
 def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> None:
     """Exercise: ``fn(T, b)`` must return the block-circulant matrix nearest ``T``, a dense ``(d_out, d_in)``
     (``best_c3a_kernel``, ``project_block_circulant`` and ``best_c3a_fit`` raise while ``fn`` runs)."""
@@ -331,6 +335,7 @@ def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> No
     )
 
 
+@guarded
 def check_block_kernel_with_rank(kernel, m: int, n: int, b: int, rank: int) -> None:
     """Exercise: a *real* kernel of shape ``(m, n, b)`` whose ``block_circulant`` has exactly ``rank``."""
     got = as_numpy(kernel, "your kernel")
@@ -355,6 +360,7 @@ def check_block_kernel_with_rank(kernel, m: int, n: int, b: int, rank: int) -> N
 # ------------------------------------------------------------------ the explorer
 
 
+@guarded
 def check_smallest_good_rank(fn, target: str = "shift-structured", b: int = 32, within: float = 0.01) -> None:
     """Exercise (with the explorer): ``fn(target, b, within)`` = the smallest C3A rank the explorer's rank slider
     offers whose relative error is within ``within`` of C3A's best fit at block size ``b`` (all frequencies)."""
@@ -363,7 +369,7 @@ def check_smallest_good_rank(fn, target: str = "shift-structured", b: int = 32, 
     want = next(
         int(label) for label, keep in options if explorer_state(target, b, keep=keep).c3a_error <= best + within
     )
-    got = fn(target, b, within)
+    got = call(fn, target, b, within)
     if isinstance(got, float) and got.is_integer():
         got = int(got)
     if isinstance(got, bool) or not isinstance(got, (int, np.integer)):

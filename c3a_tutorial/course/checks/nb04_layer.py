@@ -12,7 +12,7 @@ from ...c3a import block_circulant as _operator_module
 from ...c3a import circulant as _circulant_module
 from ...c3a.block_circulant import block_circulant, block_circulant_matmul
 from .common import ExerciseError, fail_wrapped, ok
-from .rules import carried_by_fft, check_untampered, peak_numpy_bytes, refuse_held, watched
+from .rules import carried_by_fft, check_untampered, guarded, peak_numpy_bytes, refuse_held, watched
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:
@@ -378,6 +378,7 @@ def _check_method(fn_class) -> None:
             )
 
 
+@guarded
 def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: int = 7) -> None:
     """Exercise 04.1: ``fn_class`` is a ``torch.autograd.Function`` with ``apply(x, w) = x @ block_circulant(w).T``
     for ``x`` of shape ``(N, d_in)``, with its own backward. Checked against dense float64 autograd and with
@@ -474,6 +475,7 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
     )
 
 
+@guarded
 def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0) -> None:
     """Exercise 04.2: ``module_class(base_layer, block_size, matmul)`` is a C3A layer: frozen ``base_layer``, a
     zero-initialised kernel ``(d_out/b, d_in/b, b)``, ``scale = 1/d_in``, ``forward = base(x) + scale ·

@@ -9,7 +9,7 @@ import torch
 
 from ...c3a.inject import adapter_layers, add_adapters
 from .common import ExerciseError, fail_wrapped, ok
-from .rules import by_the_method
+from .rules import by_the_method, call, guarded
 
 # ---------------------------------------------------------------------------------------------------------------
 # Exercise 05.1: the optimizer's parameter groups of the training loop.
@@ -69,6 +69,7 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
 
 
+@guarded
 def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: float = 3e-3) -> None:
     """Exercise 05.1: ``fn(model, lr, head_lr)`` returns AdamW parameter groups: every trainable parameter
     outside the head at ``lr`` with ``eps = 1e-8 × s`` (``s`` the adapters' ΔW scale, 1 without adapters),
@@ -198,6 +199,7 @@ def _shown(s) -> str:
     return f"[{', '.join(map(str, values[:4]))}, …] ({len(values)} values)"
 
 
+@guarded
 def check_energy_rank(fn, seed: int | None = None) -> None:
     """Exercise 05.2: ``fn(s, fraction)`` = how many singular values hold ``fraction`` of ΔW's energy.
 
@@ -223,7 +225,7 @@ def check_energy_rank(fn, seed: int | None = None) -> None:
         want = int(np.searchsorted(shares, fraction - 1e-12) + 1)
         strict = int(np.searchsorted(shares, fraction, side="right") + 1)  # what "share > fraction" gives
         shown = _shown(s)
-        got = fn(np.array(s), fraction)
+        got = call(fn, np.array(s), fraction)
         if got is None:
             fail_wrapped("Your function returned None: did it end with a `return` statement?")
         if int(got) == want:
