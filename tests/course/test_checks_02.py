@@ -81,12 +81,13 @@ def test_kernel_fit_accepts_the_answer_and_it_solves_the_normal_equations(capsys
 
 def test_no_checker_module_hands_out_an_answer():
     """The answers do not ship with the package: none of these one-line answers exists any more (issue #25)."""
-    from c3a_tutorial.course.checks import nb01_circulant, nb03_block_circulant, nb05_finetuning
+    from c3a_tutorial.course.checks import nb01_circulant, nb03_block_circulant, nb04_layer, nb05_finetuning
 
     gone = {
         nb01_circulant: ("thresholded", "singular_for_every_n"),
         nb02_fft: ("reference_lstsq", "fft_kernel_fit", "least_squares_kernel"),
         nb03_block_circulant: ("smallest_good_rank", "suggest_block_size", "project_block_circulant", "LoRALinear"),
+        nb04_layer: ("_dense_grads", "reverse_kernel"),
         nb05_finetuning: ("_energy_rank", "_strict_rank"),
     }
     for module, names in gone.items():

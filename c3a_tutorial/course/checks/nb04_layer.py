@@ -195,14 +195,6 @@ def _check_kept(saved, ctx, x, w, where: str) -> None:
         )
 
 
-def _dense_grads(x, w, grad_y):
-    x = x.clone().requires_grad_(True)
-    w = w.clone().requires_grad_(True)
-    y = x @ block_circulant(w).T
-    gx, gw = torch.autograd.grad(y, (x, w), grad_y)
-    return y.detach(), gx, gw
-
-
 def _run_function(fn_class, x, w, grad_y, where: str):
     """Forward and backward of the learner's Function, with the dense helpers refused and what it keeps for
     backward recorded; returns ``(y, grad_x, grad_w)``."""
@@ -393,7 +385,11 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
         x = torch.randn(tokens, d_in, dtype=torch.float64, generator=g)
         w = torch.randn(d_out // b, d_in // b, b, dtype=torch.float64, generator=g)
         grad_y = torch.randn(tokens, d_out, dtype=torch.float64, generator=g)
-        want_y, want_x, want_w = _dense_grads(x, w, grad_y)
+        # The reference, by dense autograd (computed here, not by a helper a learner could call).
+        x_ref, w_ref = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        y_ref = x_ref @ block_circulant(w_ref).T
+        want_x, want_w = torch.autograd.grad(y_ref, (x_ref, w_ref), grad_y)
+        want_y = y_ref.detach()
         where = f"at d_out, d_in, b = {d_out}, {d_in}, {b}"
         got_y, got_x, got_w = _run_function(fn_class, x, w, grad_y, where)
         if not _close(got_y, want_y):
