@@ -10,7 +10,7 @@ import scipy.linalg
 import c3a_tutorial
 from c3a_tutorial import circulant
 from c3a_tutorial.course import checks
-from c3a_tutorial.course.checks import common, nb01_circulant, rules
+from c3a_tutorial.course.checks import common, guard, nb01_circulant, rules
 
 from .rejecting import rejects
 
@@ -101,7 +101,7 @@ def test_a_loosened_tolerance_would_let_the_near_miss_through(monkeypatch):
     that test would fail: the tolerance is under test."""
     with pytest.raises(checks.ExerciseError):
         checks.check_kernel_from_first_row(near_miss)
-    monkeypatch.setattr(rules, "_originals", {})  # the guard off: this test mutates the checker on purpose
+    monkeypatch.setattr(guard, "_originals", {})  # the guard off: this test mutates the checker on purpose
     monkeypatch.setattr(common, "RTOL", 100 * common.RTOL)
     checks.check_kernel_from_first_row(near_miss)
 
@@ -109,7 +109,7 @@ def test_a_loosened_tolerance_would_let_the_near_miss_through(monkeypatch):
 def test_a_dropped_shape_check_would_lose_the_shape_message(monkeypatch):
     broadcastable = lambda row: _from_row(row)[None, :]  # noqa: E731
     rejects("should have shape", checks.check_kernel_from_first_row, broadcastable)
-    monkeypatch.setattr(rules, "_originals", {})  # the guard off: this test mutates the checker on purpose
+    monkeypatch.setattr(guard, "_originals", {})  # the guard off: this test mutates the checker on purpose
     monkeypatch.setattr(nb01_circulant, "check_shape", lambda *args: None)
     with pytest.raises(checks.ExerciseError) as raised:
         checks.check_kernel_from_first_row(broadcastable)

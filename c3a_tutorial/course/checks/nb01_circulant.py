@@ -13,7 +13,8 @@ from ...c3a.circulant import circulant
 from ..viz import PRESET_KERNELS, circulant_view
 from .common import as_numpy, check_shape, close, ok, real_array
 from .common import fail_wrapped as fail
-from .rules import by_the_method, call, guarded
+from .guard import call, guarded
+from .rules import by_the_method
 
 
 def _rows(n: int, seed: int) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 from ...c3a.circulant import circulant
 from .common import ExerciseError, as_numpy, close, ok
 from .common import fail_wrapped as fail
+from .guard import guarded
 from .rules import (
     CIRCULANT_BUILDERS,
     CONVOLUTIONS,
@@ -24,7 +25,6 @@ from .rules import (
     DENSE_SOLVERS_SCIPY,
     DENSE_SOLVERS_TORCH,
     by_the_method,
-    guarded,
 )
 
 NO_FFT = (

@@ -18,7 +18,8 @@ from ...c3a.counting import block_circulant_rank, c3a_parameter_count, lora_para
 from ..explorer import explorer_state, rank_options
 from .common import as_numpy, check_shape, close, ok
 from .common import fail_wrapped as fail
-from .rules import by_the_method, call, check_untampered, guarded, refuse_held, watched
+from .guard import call, guarded
+from .rules import by_the_method, check_untampered, refuse_held, watched
 
 # The package's layers: a subclass, an instance inside the learner's layer or a call of their code does the work.
 PACKAGE_LAYERS = {

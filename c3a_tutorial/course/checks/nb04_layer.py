@@ -12,7 +12,8 @@ from ...c3a import block_circulant as _operator_module
 from ...c3a import circulant as _circulant_module
 from ...c3a.block_circulant import block_circulant, block_circulant_matmul
 from .common import ExerciseError, fail_wrapped, ok
-from .rules import carried_by_fft, check_untampered, guarded, peak_numpy_bytes, refuse_held, watched
+from .guard import guarded
+from .rules import carried_by_fft, check_untampered, peak_numpy_bytes, refuse_held, watched
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:

@@ -9,7 +9,8 @@ import torch
 
 from ...c3a.inject import adapter_layers, add_adapters
 from .common import ExerciseError, fail_wrapped, ok
-from .rules import by_the_method, call, guarded
+from .guard import call, guarded
+from .rules import by_the_method
 
 # ---------------------------------------------------------------------------------------------------------------
 # Exercise 05.1: the optimizer's parameter groups of the training loop.

@@ -29,8 +29,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dis
-import functools
-import importlib
 import sys
 import tracemalloc
 
@@ -40,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from .common import ExerciseError, wrap
 from .common import fail_wrapped as fail
+from .guard import import_object, restore_guarded, verify_guarded
 
 FFT_MODULES = ("numpy.fft", "scipy.fft", "torch.fft")
 FFT_FUNCTIONS = (
@@ -85,92 +84,6 @@ TAMPERING = {
 }
 
 
-# What the checkers rely on, as the installed libraries define it: a learner's function that replaces one of these
-# (``np.allclose = lambda *a, **k: True``, ``common.fail = print``) while it runs is caught after the call, and the
-# original put back. The checkers' own modules are guarded whole (``snapshot`` runs when ``checks`` is imported).
-GUARDED = {
-    "builtins": ("isinstance", "issubclass", "len", "abs", "max", "min", "sum", "print", "all", "any", "float", "int",
-                 "round", "getattr", "hasattr", "type", "id", "sorted", "set", "range", "zip"),
-    "numpy": ("allclose", "isclose", "array_equal", "asarray", "abs", "iscomplexobj", "real", "isfinite", "cumsum",
-              "searchsorted", "sort"),
-    "numpy.linalg": ("norm", "matrix_rank", "svd"),
-    "torch": ("allclose", "equal", "isclose", "count_nonzero"),
-    "torch.autograd": ("gradcheck", "grad"),
-    "torch.Tensor": ("allclose", "equal", "abs", "sum", "numel", "detach"),
-}  # fmt: skip
-CHECK_MODULES = (
-    "common",
-    "rules",
-    "nb01_circulant",
-    "nb02_fft",
-    "nb03_block_circulant",
-    "nb04_layer",
-    "nb05_finetuning",
-)
-_originals: dict = {}
-
-
-def snapshot() -> None:
-    """Record what ``GUARDED`` and the checkers' modules hold now (the package's import: before any learner code)."""
-    for path, names in GUARDED.items():
-        owner = _import_object(path) if "." in path else importlib.import_module(path)
-        for name in names:
-            _originals[(id(owner), name)] = (owner, name, getattr(owner, name))
-    for module_name in CHECK_MODULES:
-        module = importlib.import_module(f"{__package__}.{module_name}")
-        for name, value in vars(module).items():
-            if not name.startswith("__") and name != "_originals":
-                _originals[(id(module), name)] = (module, name, value)
-                if isinstance(value, dict) and name.isupper():  # the rule tables (OPERATOR_RULES, ...)
-                    _originals[(id(value), "<items>")] = (value, "<items>", dict(value))
-
-
-def restore_guarded() -> list[str]:
-    """Put back whatever a learner's code replaced among the guarded objects; returns what was replaced."""
-    replaced = []
-    for owner, name, value in list(_originals.values()):
-        if name == "<items>":
-            if owner != value:
-                owner.clear()
-                owner.update(value)
-                replaced.append(f"a rule table of the checker ({len(value)} entries)")
-        elif getattr(owner, name, None) is not value:
-            setattr(owner, name, value)
-            replaced.append(f"{getattr(owner, '__name__', owner)}.{name}")
-    return replaced
-
-
-def verify_guarded() -> None:
-    replaced = restore_guarded()
-    if replaced:
-        raise ExerciseError(
-            wrap(
-                f"your code replaced {replaced[0]}, which the checker relies on (put back now). The checker tests "
-                "what your function computes; write the answer, not around the check."
-            )
-        )
-
-
-def guarded(check):
-    """A checker that first verifies nothing it relies on was replaced (by the solution cell, before the check)."""
-
-    @functools.wraps(check)
-    def run(*args, **kwargs):
-        verify_guarded()
-        result = check(*args, **kwargs)
-        verify_guarded()
-        return result
-
-    return run
-
-
-def call(fn, *args):
-    """``fn(*args)`` for a learner's function the checker calls without a watch; then verify the guarded objects."""
-    result = fn(*args)
-    verify_guarded()
-    return result
-
-
 def _resolve(path: str):
     """``(module, attribute name, object)`` for a dotted path whose module is imported, else ``None``."""
     module_name, _, attribute = path.rpartition(".")
@@ -178,20 +91,6 @@ def _resolve(path: str):
     if module is None or not hasattr(module, attribute):
         return None
     return module, attribute, getattr(module, attribute)
-
-
-def _import_object(path: str):
-    """The object a dotted path names, importing its module (``None`` if that fails: SciPy parts may be absent)."""
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):  # the longest importable prefix, then attributes ("torch.Tensor.backward")
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attribute in parts[cut:]:
-            obj = getattr(obj, attribute, None)
-        return obj
-    return None
 
 
 def _functions_of(obj) -> list:
@@ -372,9 +271,9 @@ def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False
     record = type("Watch", (), {})()
     record.calls, record.ffts, record.fft_calls, record.tampered = [], 0, [], []
     patches, spaces = _Patches(), _namespaces(fn)
-    objects = {path: _import_object(path) for path in forbidden}
+    objects = {path: import_object(path) for path in forbidden}
     identities = Identities(objects)
-    tampering = {id(obj): path for path in TAMPERING if (obj := _import_object(path)) is not None}
+    tampering = {id(obj): path for path in TAMPERING if (obj := import_object(path)) is not None}
     torch_refused = {id(obj): path for path, obj in objects.items() if obj is not None and path.startswith("torch")}
     record.torch = TorchWatch(torch_refused, forbidden, record, shape_rule)
 
@@ -519,7 +418,7 @@ def held_objects(obj) -> list[tuple[str, object]]:
 def refuse_held(obj, forbidden: dict[str, str]) -> None:
     """Fail if the learner's function or class holds one of ``forbidden`` (or a bound method, partial or subclass
     of one): ``held_objects`` lists where it looks."""
-    objects = {id(o): path for path in forbidden if (o := _import_object(path)) is not None}
+    objects = {id(o): path for path in forbidden if (o := import_object(path)) is not None}
     for where, value in held_objects(obj):
         for candidate in (value, getattr(value, "__self__", None), getattr(value, "__func__", None),
                           getattr(value, "func", None)):  # fmt: skip
