@@ -18,7 +18,7 @@ from ...c3a.counting import block_circulant_rank, c3a_parameter_count, lora_para
 from ..explorer import explorer_state, rank_options
 from .common import as_numpy, check_shape, close, ok
 from .common import fail_wrapped as fail
-from .guard import call, guarded
+from .guard import call, guarded, import_object
 from .rules import by_the_method, check_untampered, refuse_held, watched
 
 # The package's layers: a subclass, an instance inside the learner's layer or a call of their code does the work.
@@ -80,7 +80,8 @@ def _check_lora_layer(cls, d_out, d_in, r, alpha, seed, dtype) -> None:
     base = _lora_case(d_out, d_in, dtype, seed)
     weight = base.weight.detach().clone()
     layer = cls(base, r, alpha)
-    held = [type(m).__name__ for m in layer.modules() if type(m).__module__.startswith("c3a_tutorial")]
+    package_layers = tuple(c for c in map(import_object, PACKAGE_LAYERS) if isinstance(c, type))
+    held = [type(m).__name__ for m in layer.modules() if isinstance(m, package_layers)]
     if held:
         fail(f"your layer holds the package's {held[0]}: write LoRA's factors and forward yourself.")
     if getattr(layer, "base_layer", None) is not base:

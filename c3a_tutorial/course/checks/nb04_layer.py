@@ -12,7 +12,7 @@ from ...c3a import block_circulant as _operator_module
 from ...c3a import circulant as _circulant_module
 from ...c3a.block_circulant import block_circulant, block_circulant_matmul
 from .common import ExerciseError, fail_wrapped, ok
-from .guard import guarded
+from .guard import guarded, import_object
 from .rules import carried_by_fft, check_untampered, peak_numpy_bytes, refuse_held, watched
 
 
@@ -508,7 +508,8 @@ def _check_c3a_module(module_class, shapes, seed: int) -> None:
             fail_wrapped("your layer is not written yet (it raises NotImplementedError).")
         if not isinstance(layer, torch.nn.Module):
             fail_wrapped("your class must subclass torch.nn.Module.")
-        held = [type(m).__name__ for m in layer.modules() if type(m).__module__.startswith("c3a_tutorial")]
+        package_layers = tuple(c for c in map(import_object, PACKAGE_LAYERS) if isinstance(c, type))
+        held = [type(m).__name__ for m in layer.modules() if isinstance(m, package_layers)]
         if held:
             fail_wrapped(f"your layer holds the package's {held[0]}: write the C3A layer yourself.")
         kernel = getattr(layer, "kernel", None)
