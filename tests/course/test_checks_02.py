@@ -279,3 +279,16 @@ def test_the_large_cases_are_checked_by_properties_not_a_stored_answer():
         return _fit(X, Y) * (1.001 if X.shape[1] > 1000 else 1.0)
 
     rejects("for a large n = 4097 .* not the least-squares kernel", checks.check_kernel_fit, fit_wrong_when_large)
+
+
+def test_an_fft_round_trip_of_a_hand_computed_answer_fails():
+    """The result may come out of an FFT and still not be computed by one: each input must go through an FFT."""
+
+    def round_trip(a, b):
+        n = len(a) + len(b) - 1
+        padded = np.concatenate([np.zeros(len(b) - 1), a, np.zeros(len(b) - 1)])
+        by_hand = np.array([padded[i : i + len(b)] @ b[::-1] for i in range(n)])
+        np.fft.rfft(a, n)
+        return np.fft.irfft(np.fft.rfft(by_hand), n=n)
+
+    rejects("no FFT of yours transformed b", checks.check_fft_convolve, round_trip)

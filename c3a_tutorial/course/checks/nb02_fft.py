@@ -141,7 +141,7 @@ def check_fft_convolve(fn, lengths=((6, 3), (7, 7), (8, 5)), seed: int = 1) -> N
     want = np.convolve(a, b)
     got = _run(
         fn, (a, b), hint, forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=len(want) * LARGE * 8,
-        fft_size=len(want),
+        fft_size=len(want), fft_inputs={"a": a, "b": b},
     )  # fmt: skip
     if not close(_as_real_vector(got, want.shape, len(want), "convolution", "your result"), want):
         fail(f"for long signals ({LARGE} and {len(b)} samples) your result differs from np.convolve(a, b).")
@@ -232,7 +232,7 @@ def check_circulant_lstsq(fn, lengths=(7, 8), seed: int = 2) -> None:
     y = np.random.default_rng(seed).standard_normal(LARGE)
     got = by_the_method(
         fn, (c, y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8,
-        fft_size=LARGE,
+        fft_size=LARGE, fft_inputs={"c": c, "y": y},
     )  # fmt: skip
     got = _as_real_vector(got, (LARGE,), LARGE, "solution", "your x")
     # pinv(C) y is the x with (1) the normal equations Cᵀ(C x − y) = 0 and (2) no part in C's null space, the
@@ -319,7 +319,7 @@ def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None
     X, Y = next(_fit_cases(seed + 1, (LARGE,), 3))
     got = by_the_method(
         fn, (X, Y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8,
-        fft_size=LARGE,
+        fft_size=LARGE, fft_inputs={"X": X, "Y": Y},
     )  # fmt: skip
     got = _as_real_vector(got, (LARGE,), LARGE, "kernel", "your kernel")
     # The least-squares kernel is where the gradient of Σ_t ‖C x_t − y_t‖² vanishes, the normal equations

@@ -269,7 +269,7 @@ def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False
     torch mode alone record the forbidden calls (for helpers the learner's code may not even reach by name)."""
     forbidden = dict(forbidden or {})
     record = type("Watch", (), {})()
-    record.calls, record.ffts, record.fft_calls, record.tampered = [], 0, [], []
+    record.calls, record.ffts, record.fft_calls, record.fft_inputs, record.tampered = [], 0, [], [], []
     patches, spaces = _Patches(), _namespaces(fn)
     objects = {path: import_object(path) for path in forbidden}
     identities = Identities(objects)
@@ -293,6 +293,7 @@ def watched(fn, forbidden: dict[str, str] | None = None, count_fft: bool = False
             name = path.rpartition(".")[2]
             shape = getattr(args[0], "shape", ()) if args else ()
             record.fft_calls.append((path, tuple(shape), _transform_length(module, name, args, kwargs, out), out))
+            record.fft_inputs.append(args[0] if args else None)
             return out
 
         return counted
@@ -478,6 +479,20 @@ def carried_by_fft(result, record) -> bool:
     return False
 
 
+def fft_saw(array, record) -> bool:
+    """Did an FFT transform ``array`` (the whole of it, a leading part such as one row, or it zero-padded)?"""
+    want = np.asarray(array, dtype=float).reshape(-1)
+    for value in record.fft_inputs:
+        got = _as_array(value)
+        if got is None or got.size == 0 or not np.issubdtype(got.dtype, np.number) or np.iscomplexobj(got):
+            continue
+        got = got.reshape(-1).astype(float)
+        size = min(got.size, want.size)
+        if np.array_equal(got[:size], want[:size]) and (got.size <= want.size or not np.any(got[size:])):
+            return True
+    return False
+
+
 def by_the_method(
     fn,
     args: tuple,
@@ -487,6 +502,7 @@ def by_the_method(
     budget_bytes: int | None = None,
     dense_bytes: int | None = None,
     fft_size: int | None = None,
+    fft_inputs: dict | None = None,
     returns_record: bool = False,
 ):
     """``fn(*args)``, failing with a clear message if it broke the exercise's rule of method.
@@ -495,7 +511,8 @@ def by_the_method(
     that called no FFT. ``budget_bytes``: the most NumPy memory the call may take at its peak, and the largest
     torch tensor it may make; ``dense_bytes`` (what one dense matrix of this size takes) is quoted in the message.
     ``fft_size``: an FFT must transform a length of at least this (the problem's size) and the result must be an
-    FFT's output, so the FFT did the arithmetic. With ``returns_record``, returns ``(result, record)``.
+    FFT's output, so the FFT did the arithmetic; ``fft_inputs`` (name → array): each must be transformed by an FFT.
+    With ``returns_record``, returns ``(result, record)``.
     """
     peak = 0
     if forbidden:
@@ -534,4 +551,10 @@ def by_the_method(
                 + "The exercise asks for the FFT route: transform the inputs, compute in the frequency domain, "
                 "transform back."
             )
+    unseen = [name for name, array in (fft_inputs or {}).items() if not fft_saw(array, record)]
+    if unseen:
+        fail(
+            f"the FFT does not carry your answer: no FFT of yours transformed {' or '.join(unseen)}. The exercise "
+            "asks for the FFT route: transform the inputs, compute in the frequency domain, transform back."
+        )
     return (result, record) if returns_record else result
