@@ -8,13 +8,16 @@ match the whole name.
 classification head). ``save_adapter`` saves what that record names, whatever their ``requires_grad``
 is at the time, so freezing the head for inference does not drop it from the next save.
 
-A transformers model with adapters refuses ``save_pretrained`` until ``merge_and_unload`` (or ``unload``):
-its checkpoint would hold ``query.base_layer.weight`` and ``query.kernel``, which a plain ``from_pretrained``
-does not read (it re-initialises those layers at random and only warns).
+``save_pretrained`` of a transformers model with adapters writes a checkpoint that is right both ways (see
+``checkpoint.save_adapted_pretrained``): the adapted model's own tensors (``query.base_layer.weight``,
+``query.kernel``), which loading the checkpoint into the same adapted model (what Hugging Face's ``Trainer``
+does on resume and for ``load_best_model_at_end``) restores exactly, and the merged ``query.weight``, which is
+what a plain ``from_pretrained`` reads: the merged model, never layers re-initialised at random.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import re
@@ -213,30 +216,21 @@ def add_adapters(
     return model
 
 
-class RefuseSavePretrained:
-    """Stands in for ``save_pretrained`` on a transformers model with adapters, and says what to do instead.
+class _BoundSavePretrained:
+    """``model.save_pretrained`` of an adapted model: calls ``save_adapted_pretrained(model, ...)``."""
 
-    A class rather than a closure, so that ``copy.deepcopy`` and ``torch.save`` of the model keep it.
-    """
+    def __init__(self, model: nn.Module):
+        self.model = model  # a plain reference: deepcopy copies the model and this together, consistently
 
-    def __init__(self, methods: list[str]):
-        self.methods = methods
+    def __call__(self, save_directory, *args, **kwargs):
+        from .checkpoint import save_adapted_pretrained  # below this file in the import order
 
-    def __call__(self, *args, **kwargs):
-        raise ValueError(
-            f"This model has {' and '.join(self.methods)} adapters: save_pretrained would write "
-            "'…query.base_layer.weight' and '…query.kernel', which from_pretrained does not read (it would "
-            "re-initialise the adapted layers at random). Save a plain model with "
-            "merge_and_unload(model).save_pretrained(directory), the adapter alone with "
-            "save_adapter(model, 'adapter.safetensors'), or a PEFT adapter directory with "
-            "export_to_peft(model, directory). Nothing was written."
-        )
+        return save_adapted_pretrained(self.model, save_directory, *args, **kwargs)
 
 
 def _guard_save_pretrained(model: nn.Module) -> None:
     if hasattr(type(model), "save_pretrained"):  # transformers models (and anything else that has one)
-        methods = sorted({layer.method for layer in adapter_layers(model).values()})
-        object.__setattr__(model, "save_pretrained", RefuseSavePretrained(methods))
+        object.__setattr__(model, "save_pretrained", _BoundSavePretrained(model))
 
 
 def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -> bool:
@@ -331,6 +325,35 @@ def unmerge_adapters(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def disable_adapters(model: nn.Module):
+    """``with disable_adapters(model):`` runs the base model, as PEFT's ``disable_adapter()`` does.
+
+    Inside the block every adapter layer's forward is its base layer's alone (a merged adapter is unmerged
+    for the block, and merged again afterwards: its base weight is then the original up to rounding). The
+    adapters are back when the block ends, also when it ends with an exception.
+
+        with torch.no_grad(), disable_adapters(model):
+            reference = model(**batch).logits   # the base model's logits
+    """
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("The model has no adapters: there is nothing to disable.")
+    was_disabled = {name: layer.adapter_disabled for name, layer in layers.items()}
+    merged = [layer for layer in layers.values() if layer.merged]
+    for layer in merged:
+        layer.unmerge()
+    for layer in layers.values():
+        layer.adapter_disabled = True
+    try:
+        yield model
+    finally:
+        for name, layer in layers.items():
+            layer.adapter_disabled = was_disabled[name]
+        for layer in merged:
+            layer.merge()
+
+
 def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
     layers = adapter_layers(model)
     if not layers:
@@ -343,7 +366,7 @@ def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
         _set_submodule(model, name, layer.base_layer)
     if recorded_trainable(model) is not None:
         object.__delattr__(model, RECORD_ATTRIBUTE)
-    if isinstance(model.__dict__.get("save_pretrained"), RefuseSavePretrained):
+    if isinstance(model.__dict__.get("save_pretrained"), _BoundSavePretrained):
         object.__delattr__(model, "save_pretrained")  # a plain model again: the class's own save_pretrained
     return model
 
