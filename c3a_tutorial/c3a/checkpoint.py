@@ -18,6 +18,7 @@ Beside it: ``config.json`` (and ``generation_config.json``) as transformers writ
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -35,6 +36,14 @@ ADAPTER_NAME = "c3a_adapter.safetensors"
 
 def _write_weights(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     save_file(tensors, path, metadata=metadata)
+
+
+def _tied_adapted_weights(model: nn.Module) -> list[str]:
+    """Adapted layers whose base weight is shared with another parameter (GPT-2's lm_head and wte)."""
+    owners: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        owners[id(param)] = owners.get(id(param), 0) + 1
+    return [name for name, layer in adapter_layers(model).items() if owners.get(id(layer.base_layer.weight), 0) > 1]
 
 
 def merged_copies(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -80,7 +89,11 @@ def save_adapted_pretrained(
     _write_atomically(os.path.join(save_directory, WEIGHTS_NAME), _write_weights, tensors, metadata)
     config = getattr(model, "config", None)
     if config is not None:
+        config = copy.deepcopy(config)
         config.architectures = [type(model).__name__]  # as transformers' save_pretrained records it
+        if _tied_adapted_weights(model) and getattr(config, "tie_word_embeddings", False):
+            # The merged lm_head differs from the embeddings it was tied to: a re-tie on load would drop it.
+            config.tie_word_embeddings = False
         config.save_pretrained(save_directory)
     generation_config = getattr(model, "generation_config", None)
     if generation_config is not None and getattr(model, "can_generate", lambda: False)():

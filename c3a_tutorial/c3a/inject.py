@@ -21,8 +21,10 @@ import contextlib
 import difflib
 import inspect
 import re
+import warnings
 from collections.abc import Iterable
 
+import torch
 from torch import nn
 
 from .layers import SUPPORTED_BASE_LAYERS, AdapterLinear, base_features, is_supported_base
@@ -68,7 +70,7 @@ def record_trainable(model: nn.Module, names: Iterable[str]) -> None:
 
 
 def trainable_outside_adapters(model: nn.Module) -> list[str]:
-    """The parameters outside the adapters that a save or an export includes, by name.
+    """The parameters (and buffers) outside the adapters that a save or an export includes, by name.
 
     The record ``add_adapters`` keeps, independent of ``requires_grad``; for a model that never had one
     (adapters put in by hand), the parameters outside the adapters that have ``requires_grad``.
@@ -105,6 +107,32 @@ def _find_targets(model: nn.Module, target_modules, existing: dict) -> list[tupl
                 f"{' or '.join(SUPPORTED_BASE_LAYERS)}. {hint}".rstrip()
             )
     return targets
+
+
+def _named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Parameters and buffers by name: what the record of trainable modules may hold."""
+    return [*model.named_parameters(), *model.named_buffers()]
+
+
+def _check_no_overlap(model: nn.Module, targets: list, trainable: list) -> None:
+    """Refuse a module both adapted and trained whole: its base weight would train beside the adapter, and
+    neither PEFT's format nor a merge has a place for a trained base weight (export_to_peft would drop it)."""
+    recorded = recorded_trainable(model) or []
+    trainable_names = [n for n, _ in trainable]
+    for target, _ in targets:
+        for name in trainable_names:
+            if name == target or name.startswith(target + ".") or target.startswith(name + "."):
+                raise ValueError(
+                    f"{target!r} is both a target (an adapter wraps it) and inside trainable_modules ({name!r}): "
+                    "its base weight would train too, which the adapter file, PEFT and merging have no place for. "
+                    "Leave it out of one of the two (trainable_modules is for new layers such as the head)."
+                )
+        made_trainable = [n for n in recorded if n.startswith(target + ".")]
+        if made_trainable:
+            raise ValueError(
+                f"{target!r} was made trainable by an earlier add_adapters ({made_trainable[:2]}): it cannot be "
+                "adapted as well. Start again from a fresh base model."
+            )
 
 
 def _check_layers_fit(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
@@ -194,10 +222,11 @@ def add_adapters(
     targets = _find_targets(model, target_modules, existing)
     _check_layer_kwargs(method, targets, layer_kwargs)
     trainable = _find_trainable(model, trainable_modules)
+    _check_no_overlap(model, targets, trainable)
     _check_layers_fit(method, targets, layer_kwargs)
     wrapped = {name: spec.layer_class(module, name=name, **layer_kwargs) for name, module in targets}
     recorded = set(recorded_trainable(model) or ())
-    recorded_ids = {id(p) for n, p in model.named_parameters() if n in recorded}
+    recorded_ids = {id(t) for n, t in _named_tensors(model) if n in recorded}
     if not existing:
         # First call: freeze the base model. A later call (more adapters on the same model) keeps what
         # earlier calls made trainable; the new adapters freeze their own base layers.
@@ -206,11 +235,13 @@ def add_adapters(
         _set_submodule(model, name, adapter)
     for _, module in trainable:
         module.requires_grad_(True)
-        recorded_ids.update(id(p) for p in module.parameters())
+        # Buffers too (a BatchNorm head's running statistics): they are part of what the module learnt, as in
+        # PEFT's modules_to_save; without them a reloaded head normalises with the statistics of a fresh one.
+        recorded_ids.update(id(t) for t in [*module.parameters(), *module.buffers()])
     # By identity, so that a parameter renamed by this call's wrapping (x.weight -> x.base_layer.weight)
     # keeps its place in the record.
     layers = adapter_layers(model)
-    kept = [n for n, p in model.named_parameters() if id(p) in recorded_ids and not _in_adapter_weights(n, layers)]
+    kept = [n for n, t in _named_tensors(model) if id(t) in recorded_ids and not _in_adapter_weights(n, layers)]
     record_trainable(model, kept)
     _guard_save_pretrained(model)
     return model
@@ -311,9 +342,38 @@ def print_trainable_parameters(model: nn.Module) -> None:
     print(format_trainable_parameters(model))
 
 
+def _untie_before_merge(model: nn.Module, layers: dict[str, AdapterLinear]) -> None:
+    """Give an adapted layer whose weight is tied to another (GPT-2's ``lm_head`` and its token embeddings) its
+    own copy before a merge, with a warning: merging into the shared tensor would change the other silently."""
+    names_by_tensor: dict[int, list[str]] = {}
+    for pname, param in model.named_parameters(remove_duplicate=False):
+        names_by_tensor.setdefault(id(param), []).append(pname)
+    for name, layer in layers.items():
+        if layer.merged:
+            continue
+        weight = layer.base_layer.weight
+        others = [n for n in names_by_tensor.get(id(weight), []) if not n.startswith(name + ".")]
+        if not others:
+            continue
+        warnings.warn(
+            f"{name}'s weight is tied to {others}: merging would change them too. Untied: {name} gets its own "
+            "copy of the weight, the others keep theirs (config.tie_word_embeddings is set to False, so that "
+            "save_pretrained and from_pretrained keep them apart), as PEFT's merge leaves tied weights apart.",
+            stacklevel=3,
+        )
+        layer.base_layer.weight = nn.Parameter(weight.detach().clone(), requires_grad=weight.requires_grad)
+        config = getattr(model, "config", None)
+        if config is not None and getattr(config, "tie_word_embeddings", False):
+            config.tie_word_embeddings = False
+
+
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Merge every adapter into its base weight (the wrappers stay; ``merge_and_unload`` removes them)."""
-    for layer in adapter_layers(model).values():
+    """Merge every adapter into its base weight (the wrappers stay; ``merge_and_unload`` removes them).
+
+    A weight tied to another (GPT-2's ``lm_head``) is untied first, with a warning."""
+    layers = adapter_layers(model)
+    _untie_before_merge(model, layers)
+    for layer in layers.values():
         layer.merge()
     return model
 
@@ -358,6 +418,8 @@ def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
     layers = adapter_layers(model)
     if not layers:
         raise ValueError("The model has no adapters: there is nothing to unload.")
+    if merge:
+        _untie_before_merge(model, layers)
     for name, layer in layers.items():
         if merge and not layer.merged:
             layer.merge()
