@@ -297,7 +297,13 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = Tr
 
     if not adapter_layers(model):
         for name, cfg in described.items():
-            add_adapters(model, method=cfg["method"], target_modules=re.escape(name), **_layer_settings(cfg))
+            add_adapters(
+                model,
+                method=cfg["method"],
+                target_modules=re.escape(name),
+                trainable_modules=[],
+                **_layer_settings(cfg),
+            )
     params = _named_tensors(model)
     with torch.no_grad():
         for key, tensor in state.items():

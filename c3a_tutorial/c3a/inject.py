@@ -30,6 +30,7 @@ from torch import nn
 from .layers import SUPPORTED_BASE_LAYERS, AdapterLinear, base_features, is_supported_base
 from .layers import check_positive_number as check_positive_finite
 from .methods import get_method
+from .targets import ALL_LINEAR, all_linear_names, default_target_modules, task_head_names
 
 # The attribute of the model that lists the trainable parameters outside the adapters, by name.
 RECORD_ATTRIBUTE = "c3a_trainable_parameters"
@@ -114,6 +115,29 @@ def _named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [*model.named_parameters(), *model.named_buffers()]
 
 
+def _overlaps(name: str, target: str) -> bool:
+    return name == target or name.startswith(target + ".") or target.startswith(name + ".")
+
+
+def _resolve_targets(model: nn.Module, target_modules):
+    """``"all-linear"`` and a left-out ``target_modules`` as the list of names they stand for."""
+    if target_modules == ALL_LINEAR:
+        names = all_linear_names(model)
+        if not names:
+            raise ValueError("target_modules='all-linear': the model has no linear layer besides its output layer.")
+        return names  # full names: a list entry equal to a module's name matches it
+    if target_modules is None:
+        found = default_target_modules(model)
+        if found is None:
+            raise ValueError(
+                "target_modules is not given and this model has none of the query/value names add_adapters "
+                f"knows: name the layers to adapt (or pass 'all-linear'). The model's linear modules are: "
+                f"{_supported_names(model)}"
+            )
+        return found
+    return target_modules
+
+
 def _check_no_overlap(model: nn.Module, targets: list, trainable: list) -> None:
     """Refuse a module both adapted and trained whole: its base weight would train beside the adapter, and
     neither PEFT's format nor a merge has a place for a trained base weight (export_to_peft would drop it)."""
@@ -121,7 +145,7 @@ def _check_no_overlap(model: nn.Module, targets: list, trainable: list) -> None:
     trainable_names = [n for n, _ in trainable]
     for target, _ in targets:
         for name in trainable_names:
-            if name == target or name.startswith(target + ".") or target.startswith(name + "."):
+            if _overlaps(name, target):
                 raise ValueError(
                     f"{target!r} is both a target (an adapter wraps it) and inside trainable_modules ({name!r}): "
                     "its base weight would train too, which the adapter file, PEFT and merging have no place for. "
@@ -184,8 +208,8 @@ def _find_trainable(model: nn.Module, trainable_modules) -> list[tuple[str, nn.M
 def add_adapters(
     model: nn.Module,
     method: str = "c3a",
-    target_modules: str | Iterable[str] = ("query", "value"),
-    trainable_modules: str | Iterable[str] = (),
+    target_modules: str | Iterable[str] | None = None,
+    trainable_modules: str | Iterable[str] | None = None,
     **layer_kwargs,
 ) -> nn.Module:
     """Wrap the linear layers named by ``target_modules`` with adapters, in place; returns ``model``.
@@ -197,10 +221,18 @@ def add_adapters(
         target_modules: which modules to wrap. A *list* matches names by suffix, as in PEFT: ``"query"``
             matches ``"encoder.layer.0.attention.self.query"`` (a name equal to an entry, or ending with
             ``"." + entry``). A single *string* is a regular expression that must match the whole name,
-            e.g. ``r"encoder\\.layer\\.[0-5]\\.attention\\.self\\.(query|value)"``.
+            e.g. ``r"encoder\\.layer\\.[0-5]\\.attention\\.self\\.(query|value)"``. ``"all-linear"``: every
+            linear layer but the output layer (``lm_head``, a ``classifier`` head), as in PEFT. Left out: the
+            attention query and value of the model's family (``query``/``value`` for BERT, RoBERTa and ViT,
+            ``q_proj``/``v_proj`` for Llama, ``c_attn`` for GPT-2, ``q``/``v`` for T5, ``q_lin``/``v_lin`` for
+            DistilBERT; ``targets.default_target_modules``).
         trainable_modules: modules trained along with the adapters, matched the same way, e.g.
             ``["classifier"]`` for a freshly initialised classification head. Every other parameter is
             frozen. They are recorded on the model, and ``save_adapter`` saves them with the adapters.
+            Left out (``None``): the head a transformers task model creates freshly (``classifier`` or
+            ``score`` of a ``...ForSequenceClassification`` or ``...ForTokenClassification``, ``qa_outputs``
+            of a ``...ForQuestionAnswering``), as PEFT's ``task_type`` opens it; ``[]`` trains none. A module
+            cannot be both a target and trainable.
         layer_kwargs: the adapter's settings. ``"c3a"``: ``block_size`` (required; it must divide every
             targeted layer's in and out features, see ``valid_block_sizes`` and ``suggest_block_size``),
             ``scale``, ``init_weights``. ``"lora"``: ``rank`` (required), ``alpha``, ``dropout``.
@@ -214,6 +246,7 @@ def add_adapters(
     Everything is checked before anything changes: on an error the model is left as it was.
     """
     spec = get_method(method)
+    target_modules = _resolve_targets(model, target_modules)
     if not isinstance(target_modules, str):
         target_modules = list(target_modules)
         if not target_modules:
@@ -221,6 +254,9 @@ def add_adapters(
     existing = adapter_layers(model)
     targets = _find_targets(model, target_modules, existing)
     _check_layer_kwargs(method, targets, layer_kwargs)
+    if trainable_modules is None:  # the task's fresh head, unless an adapter wraps it
+        target_names = [n for n, _ in targets]
+        trainable_modules = [h for h in task_head_names(model) if not any(_overlaps(h, t) for t in target_names)]
     trainable = _find_trainable(model, trainable_modules)
     _check_no_overlap(model, targets, trainable)
     _check_layers_fit(method, targets, layer_kwargs)
