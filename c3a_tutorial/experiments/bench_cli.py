@@ -21,6 +21,7 @@ import torch
 from ..cli_types import whole_number
 from .bench import DEFAULT_METHODS, DEFAULT_SHAPES, DEFAULT_TOKENS, TIMERS, TINY, run_benchmark
 from .bench_methods import BENCH_METHODS, fits, parse_method
+from ..c3a.paths import can_create_in
 from .bench_report import format_table, load_results, refuse_existing, save_results, write_plot
 from .device import pick_device
 from .profile import profile_operator
@@ -124,7 +125,7 @@ def check_writable(paths, force: bool) -> None:
         existing = next(p for p in [folder, *_parents(folder)] if os.path.exists(p))
         if not os.path.isdir(existing):
             raise ValueError(f"{path}: {existing} is a file, so no folder can be made there; choose another path.")
-        if not os.access(existing, os.W_OK | os.X_OK):
+        if not can_create_in(existing):  # tried, not read from permission bits (root ignores them; /sys is read-only)
             raise ValueError(f"{path}: {existing} is not writable; choose another path.")
 
 
