@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import matplotlib
 import torch
 
+from ..c3a.paths import can_create_in
 from ..cli_types import whole_number
 from .bench import DEFAULT_METHODS, DEFAULT_SHAPES, DEFAULT_TOKENS, TIMERS, TINY, run_benchmark
 from .bench_methods import BENCH_METHODS, fits, parse_method
-from ..c3a.paths import can_create_in
 from .bench_report import format_table, load_results, refuse_existing, save_results, write_plot
 from .device import pick_device
 from .profile import profile_operator

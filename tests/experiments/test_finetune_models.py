@@ -44,8 +44,11 @@ def _results(monkeypatch) -> list:
     return results
 
 
-@pytest.mark.parametrize("family, targets, setting", [("gpt2", ["c_attn"], ["--method", "c3a", "--block-size", "8"]),
-                                                      ("llama", ["q_proj", "v_proj"], ["--method", "lora"])])  # fmt: skip
+DECODERS = [("gpt2", ["c_attn"], ["--method", "c3a", "--block-size", "8"]),
+            ("llama", ["q_proj", "v_proj"], ["--method", "lora"])]  # fmt: skip
+
+
+@pytest.mark.parametrize("family, targets, setting", DECODERS)
 def test_a_decoder_checkpoint_trains_its_score_head(tmp_path, monkeypatch, family, targets, setting):
     """finetune trained only a head called classifier: a GPT-2 or Llama checkpoint (head: score) stopped."""
     results = _results(monkeypatch)
