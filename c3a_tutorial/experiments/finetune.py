@@ -71,7 +71,7 @@ FIELD_HELP = {
     "rank": "LoRA rank r",
     "lora_alpha": "LoRA's alpha: ΔW = (alpha / r)·B·A, fixed across ranks as in PEFT",
     "n_frequency": "FourierFT's trained coefficients per layer (PEFT's baselines, through the sweep)",
-    "target_modules": "the nn.Linear modules to adapt (name suffixes)",
+    "target_modules": "the linear modules to adapt (name suffixes; nn.Linear or GPT-2's Conv1D, e.g. c_attn)",
     "epochs": "passes over the training examples",
     "lr": "adapter learning rate (every weight but the head for full)",
     "head_lr": "learning rate of the new classification head",
