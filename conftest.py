@@ -5,6 +5,8 @@
   slower: on the 2-core machine at load 5-7 that cell passed pytest's old 600 s. Every other test keeps
   pyproject.toml's ``timeout``; both only catch hangs. ``tests/test_timeouts.py`` checks the margin against
   the stored notebooks.
+* Progress. A test running longer than a minute says so every minute (``tests/progress_report.py``; the nbgrader
+  round trip's set-up runs for many minutes behind a single dot). ``C3A_PROGRESS_SECONDS`` sets the interval.
 * Threads. Unless ``OMP_NUM_THREADS`` says otherwise, the test process uses ``threads_for_load()`` torch threads:
   the cores nobody else is using (extra threads on busy cores only wait for each other).
 """
@@ -12,6 +14,8 @@
 import os
 
 import pytest
+
+pytest_plugins = ["tests.progress_report"]
 
 NOTEBOOK_CELL_TIMEOUT = 2400  # seconds per notebook cell, for pytest-timeout and nbval alike
 
