@@ -98,6 +98,14 @@ c.Exchange.root = {exchange}
 c.IncludeHeaderFooter.header = os.path.join(here, {header!r})
 # Seconds per cell under autograde: nbgrader's default, 30, is too short for notebook 05's fine-tuning.
 c.Execute.timeout = {timeout}
+# Each autograded test cell is graded again in a process of its own that holds only the learner's definitions and
+# the locked test cell (c3a_tutorial/tools/isolated_grading.py): what a solution cell patches in the kernel, and
+# the files of this course, do not reach the grade. "auto" uses bubblewrap where it works; "bwrap" insists on it.
+from c3a_tutorial.tools.isolated_grading import autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
+c.IsolatedGrading.timeout = {timeout}
+c.IsolatedGrading.sandbox = "auto"
 '''
 
 
