@@ -173,12 +173,29 @@ def needed_solutions(solutions: list[tuple[str, str]], test_source: str, own: st
     return [(gid, src) for gid, src in solutions if gid in wanted]
 
 
-def _parses(source: str) -> bool:
-    try:
-        solution_scan.parse(source)
-        return True
-    except SyntaxError:
-        return False
+def grading_requests(nb, source_nb, timeout: float):
+    """``(test cell of nb, its request to the grading process)`` for every autograded test cell of the submission
+    ``nb`` that the instructor's ``source_nb`` has (a cell a student added or whose id changed is not graded)."""
+    source_index = {_meta(c).get("grade_id"): i for i, c in enumerate(source_nb.cells) if _meta(c)}
+    solutions: list[tuple[str, str]] = []
+    own = None  # the solution cell right above the test cell: its exercise
+    for cell in nb.cells:
+        meta = _meta(cell)
+        if cell.cell_type != "code":
+            continue
+        if meta.get("solution") and not meta.get("grade"):
+            solutions.append((meta["grade_id"], cell.source))
+            own = meta["grade_id"]
+        elif meta.get("grade") and meta.get("grade_id") in source_index:
+            yield cell, {
+                "prelude": prelude(source_nb, source_index[meta["grade_id"]]),
+                "solutions": needed_solutions(solutions, cell.source, own),
+                "test": cell.source,
+                "timeout": timeout,
+            }
+            own = None
+        else:
+            own = None
 
 
 class IsolatedGrading(NbGraderPreprocessor):
@@ -202,26 +219,8 @@ class IsolatedGrading(NbGraderPreprocessor):
         assignment, notebook = resources["nbgrader"]["assignment"], resources["nbgrader"]["notebook"]
         source_dir = self.coursedir.format_path(self.coursedir.source_directory, ".", assignment)
         source_nb = nbformat.read(os.path.join(source_dir, f"{notebook}.ipynb"), as_version=4)
-        source_index = {_meta(c).get("grade_id"): i for i, c in enumerate(source_nb.cells) if _meta(c)}
-        solutions: list[tuple[str, str]] = []
-        last_solution = None
-        for cell in nb.cells:
-            meta = _meta(cell)
-            if cell.cell_type != "code":
-                continue
-            if meta.get("solution") and not meta.get("grade"):
-                solutions.append((meta["grade_id"], cell.source))
-                last_solution = meta["grade_id"]
-            elif meta.get("grade") and meta.get("grade_id") in source_index:
-                own = last_solution if solutions and solutions[-1][0] == last_solution else None
-                request = {
-                    "prelude": prelude(source_nb, source_index[meta["grade_id"]]),
-                    "solutions": needed_solutions(solutions, cell.source, own),
-                    "test": cell.source,
-                    "timeout": self.timeout,
-                }
-                self._replace_outputs(cell, self._server.grade(request))
-                last_solution = None
+        for cell, request in grading_requests(nb, source_nb, self.timeout):
+            self._replace_outputs(cell, self._server.grade(request))
         return nb, resources
 
     def _replace_outputs(self, cell, answer: dict) -> None:
@@ -244,4 +243,4 @@ def autograde_preprocessors() -> list:
     return [*default[: default.index(Execute) + 1], IsolatedGrading, *default[default.index(Execute) + 1 :]]
 
 
-__all__ = ["IsolatedGrading", "autograde_preprocessors", "bwrap_works", "needed_solutions", "prelude"]
+__all__ = ["IsolatedGrading", "grading_requests", "GradingProcess", "autograde_preprocessors", "bwrap_works", "needed_solutions", "prelude"]
