@@ -34,11 +34,11 @@ import tempfile
 import time
 import traceback
 
+import matplotlib
 import numpy as np  # noqa: F401 - imported before any request: every child starts with it
 import scipy.fft  # noqa: F401
 import scipy.linalg  # noqa: F401
 import scipy.signal  # noqa: F401
-import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot  # noqa: E402, F401
@@ -256,8 +256,8 @@ def _fork_and_run(request: dict) -> dict:
             if left <= 0 or not select.select([pipe], [], [], left)[0]:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                return {"ok": False, "stdout": "", "ename": "TimeoutError",
-                        "evalue": f"The test cell did not finish in {request.get('timeout')} s under the grader."}  # fmt: skip
+                late = f"The test cell did not finish in {request.get('timeout')} s under the grader."
+                return {"ok": False, "stdout": "", "ename": "TimeoutError", "evalue": late}
             chunk = os.read(pipe.fileno(), 1 << 16)
             if not chunk:
                 break

@@ -84,7 +84,17 @@ def sandbox_command(hidden: list[Path]) -> list[str]:
     )
     for fonts in sorted(Path(cache).glob("fontlist-*.json")):
         command += ["--ro-bind", str(fonts), f"{SANDBOX_MATPLOTLIB}/{fonts.name}"]
-    return [*command, "--setenv", "MPLCONFIGDIR", SANDBOX_MATPLOTLIB, "--unshare-all", "--die-with-parent", "--new-session", "--chdir", "/tmp"]
+    return [
+        *command,
+        "--setenv",
+        "MPLCONFIGDIR",
+        SANDBOX_MATPLOTLIB,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--chdir",
+        "/tmp",
+    ]
 
 
 class GradingProcess:
@@ -111,7 +121,12 @@ class GradingProcess:
         if use_bwrap:
             command = [*sandbox_command(hidden), *command]
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd="/tmp" if use_bwrap else None
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            cwd="/tmp" if use_bwrap else None,
         )
         hello = self.process.stdout.readline()
         if not hello.strip().startswith("{"):
@@ -187,12 +202,15 @@ def grading_requests(nb, source_nb, timeout: float):
             solutions.append((meta["grade_id"], cell.source))
             own = meta["grade_id"]
         elif meta.get("grade") and meta.get("grade_id") in source_index:
-            yield cell, {
-                "prelude": prelude(source_nb, source_index[meta["grade_id"]]),
-                "solutions": needed_solutions(solutions, cell.source, own),
-                "test": cell.source,
-                "timeout": timeout,
-            }
+            yield (
+                cell,
+                {
+                    "prelude": prelude(source_nb, source_index[meta["grade_id"]]),
+                    "solutions": needed_solutions(solutions, cell.source, own),
+                    "test": cell.source,
+                    "timeout": timeout,
+                },
+            )
             own = None
         else:
             own = None
@@ -202,9 +220,7 @@ class IsolatedGrading(NbGraderPreprocessor):
     """Regrade every autograded test cell in isolation (see the module's docstring)."""
 
     timeout = Integer(1800, help="Seconds one test cell may take in the isolated run").tag(config=True)
-    sandbox = Enum(["auto", "bwrap", "none"], "auto", help="Run the grading process under bubblewrap").tag(
-        config=True
-    )
+    sandbox = Enum(["auto", "bwrap", "none"], "auto", help="Run the grading process under bubblewrap").tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -229,7 +245,9 @@ class IsolatedGrading(NbGraderPreprocessor):
             outputs.append(nbformat.v4.new_output("stream", name="stdout", text=answer["stdout"]))
         if not answer.get("ok"):
             ename, evalue = answer.get("ename") or "GradingError", answer.get("evalue", "")
-            outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+            outputs.append(
+                nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+            )
         cell.outputs = outputs
         self.log.info("IsolatedGrading: %s %s", _meta(cell).get("grade_id"), "passed" if answer.get("ok") else "failed")
 
@@ -243,4 +261,12 @@ def autograde_preprocessors() -> list:
     return [*default[: default.index(Execute) + 1], IsolatedGrading, *default[default.index(Execute) + 1 :]]
 
 
-__all__ = ["IsolatedGrading", "grading_requests", "GradingProcess", "autograde_preprocessors", "bwrap_works", "needed_solutions", "prelude"]
+__all__ = [
+    "IsolatedGrading",
+    "grading_requests",
+    "GradingProcess",
+    "autograde_preprocessors",
+    "bwrap_works",
+    "needed_solutions",
+    "prelude",
+]

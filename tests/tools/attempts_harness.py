@@ -11,10 +11,10 @@ Per exercise (all 17): the checker the test cell calls replaced by a no-op; the 
 ``np.allclose`` (NumPy exercises) or ``torch.allclose`` (torch exercises) made to say yes; the instructor's
 solution cell read from ``source/<assignment>/*.ipynb`` and executed; the checker replaced from a default argument
 (it runs when the ``def`` does, before the check). Where they apply: ``torch.autograd.gradcheck`` patched (04 Ex 1);
-``tracemalloc.stop()`` inside the function, to blind the memory budget (02 Ex 2 and 3); private-module helpers
+``tracemalloc.stop()`` inside the function, to blind the memory budget (02 Ex 3); private-module helpers
 (``np.linalg._linalg.pinv``, ``scipy.linalg._basic.solve_circulant``, ``np.linalg._linalg.lstsq``,
 ``scipy.signal._signaltools.convolve``); a fresh exec of a package module, whose functions the checker's stand-ins
-do not replace (02 Ex 2); a forbidden helper bound as a default argument (02 Ex 2).
+do not replace (02 Ex 2); a forbidden helper bound as a default argument (02 Ex 1).
 Their answer is no answer (each name the exercise defines bound to ``None``), or a dense one.
 """
 
@@ -62,6 +62,10 @@ SPECIFIC = {
         "patched gradcheck": "torch.autograd.gradcheck = lambda *args, **kwargs: True\n{nothing}",
     },
     "nb02_ex1_solution": {
+        "forbidden helper as a default argument": """\
+def fft_convolve(a, b, convolve=np.convolve):
+    return convolve(a, b)
+""",
         "private scipy.signal": """\
 import scipy.signal
 
@@ -93,17 +97,6 @@ def circulant_lstsq(c, y, rtol=1e-10):
     spec.loader.exec_module(fresh)
     return np.linalg.lstsq(fresh.circulant(c), y, rcond=None)[0]
 """,
-        "forbidden helper as a default argument": """\
-def circulant_lstsq(c, y, rtol=1e-10, solve=np.linalg.pinv):
-    return solve(circulant(c)) @ y
-""",
-        "tracemalloc.stop": """\
-def circulant_lstsq(c, y, rtol=1e-10):
-    import tracemalloc
-
-    tracemalloc.stop()  # the memory budget then reads 0
-    return np.linalg.lstsq(circulant(c), y, rcond=None)[0]
-""",
     },
     "nb02_ex3_solution": {
         "tracemalloc.stop": """\
@@ -111,7 +104,9 @@ def fit_kernel(X, Y):
     import tracemalloc
 
     tracemalloc.stop()
-    return np.linalg._linalg.lstsq(np.stack([np.roll(X, k, axis=1) for k in range(X.shape[1])], -1).reshape(-1, X.shape[1]), Y.reshape(-1), rcond=None)[0]
+    n = X.shape[1]
+    shifted = np.stack([np.roll(X, k, axis=1) for k in range(n)], -1).reshape(-1, n)  # the dense design matrix
+    return np.linalg.lstsq(shifted, Y.reshape(-1), rcond=None)[0]
 """,
     },
 }
@@ -124,7 +119,8 @@ def _exercises():
         for index, grade_id in assignments.exercises(nb):
             tree = ast.parse(nb.cells[index].source)
             names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-            names += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+            assigned = [t for n in tree.body if isinstance(n, ast.Assign) for t in n.targets]
+            names += [t.id for t in assigned if isinstance(t, ast.Name)]
             calls = [n.func for n in ast.walk(ast.parse(nb.cells[index + 1].source)) if isinstance(n, ast.Call)]
             checker = next(
                 (f.attr, True) if isinstance(f, ast.Attribute) else (f.id, False)
