@@ -106,6 +106,12 @@ from c3a_tutorial.tools.isolated_grading import autograde_preprocessors  # noqa:
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 c.IsolatedGrading.timeout = {timeout}
 c.IsolatedGrading.sandbox = "auto"
+# The feedback shows the test cells without their hidden tests (nbgrader's ClearHiddenTests, as in the release):
+# the isolated run's messages say what failed; the hidden cases' code stays the instructor's.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
 '''
 
 

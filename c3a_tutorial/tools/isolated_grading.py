@@ -118,6 +118,9 @@ class GradingProcess:
         env = {k: v for k, v in os.environ.items() if k in PASSED_ENVIRONMENT or k.startswith("C3A_")}
         env.setdefault("OMP_NUM_THREADS", "1")
         env["MPLBACKEND"] = "Agg"
+        # As in nbgrader's kernel under autograde (it sets this only after the preprocessors are made): the checkers
+        # wrap their messages for nbgrader's display.
+        env["NBGRADER_EXECUTION"] = "autograde"
         if use_bwrap:
             command = [*sandbox_command(hidden), *command]
         self.process = subprocess.Popen(

@@ -352,8 +352,9 @@ class CourseRun:
     in a second process while ``autograde`` runs (the machine's two cores are both used)."""
 
     def __init__(self, course: Path, notebooks: list[Path], mistakes: list[Mistake], exchange_student=False,
-                 validate=False, prefix="mistakes"):  # fmt: skip
+                 validate=False, prefix="mistakes", blank=True):  # fmt: skip
         self.prefix = prefix  # the submissions' student ids: f"{prefix}-NN-k"
+        self.with_blank = blank  # also submit the untouched release (student "blank")
         self.course, self.notebooks, self.mistakes = Path(course), sorted(notebooks), list(mistakes)
         self.assignments = [p.stem for p in self.notebooks]
         self.source = {p.stem: nbformat.read(p, as_version=4) for p in self.notebooks}
@@ -384,7 +385,7 @@ class CourseRun:
         for assignment in self.assignments:
             release, solutions = self.release(assignment), solution_sources(self.source[assignment])
             self._add("solutions", assignment, submission(release, solutions))
-            if not self.exchange_student:
+            if not self.exchange_student and self.with_blank:
                 self._add(blank, assignment, release)
             mine = [m for m in self.mistakes if m.grade_id in solutions]
             for k, round_ in enumerate(mistake_rounds(mine, self.source[assignment]), 1):
@@ -519,6 +520,21 @@ def _secret_and_public_lines(nb) -> tuple[set[str], set[str]]:
             else:
                 (secret if inside else public).add(line.strip())
     return secret, public
+
+
+def hidden_lines(source_nb) -> set[str]:
+    """The lines of the hidden tests of ``source_nb`` that appear nowhere else in it (6 characters or more)."""
+    secret, public = set(), set()
+    for cell in source_nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if assignments.HIDDEN_TEST_DELIMITERS[0] in line:
+                inside = True
+            elif assignments.HIDDEN_TEST_DELIMITERS[1] in line:
+                inside = False
+            else:
+                (secret if inside else public).add(line.strip())
+    return {line for line in secret - public if len(line) >= 6}
 
 
 def leaked_lines(source_nb, release_path: Path) -> list[str]:

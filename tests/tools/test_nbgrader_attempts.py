@@ -18,6 +18,8 @@ round trip. The typical mistakes and the full notebooks are the round trip's (``
 
 from __future__ import annotations
 
+import json
+
 import nbformat
 import pytest
 
@@ -25,9 +27,11 @@ from .nbgrader_course import (
     CourseRun,
     autograded_points,
     error_of,
+    exercise_dependencies,
     flat,
     grade_cell_of,
     grading_notebook,
+    hidden_lines,
     load_attempts,
     message_lines,
     page_text,
@@ -56,18 +60,34 @@ def attempts(tmp_path_factory):
         if path.stem in chosen:
             paths.append(folder / "notebooks" / path.name)
             nbformat.write(grading_notebook(nbformat.read(path, as_version=4)), paths[-1])
-    return CourseRun(folder / "course", paths, SELECTED, prefix="attempts").run()
+    # No untouched release: the round trip grades it; here every submission is an attempt, or the solutions.
+    return CourseRun(folder / "course", paths, SELECTED, prefix="attempts", blank=False).run()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(COURSE_TIMEOUT)
-def test_the_exercises_alone_grade_the_solutions_full_and_the_release_zero(attempts, capsys):
+def test_the_exercises_alone_grade_the_solutions_full(attempts, capsys):
     with capsys.disabled():
         print(f"\nattempts: autograded points (score/max)\n{attempts.table()}\ntimes: {attempts.timing()}")
     for assignment in attempts.assignments:
         got, top = autograded_points(attempts.scores("solutions", assignment))
         assert got == top > 0, f"{assignment}: the solutions score {got}/{top} under the isolated grading"
-        assert autograded_points(attempts.scores(attempts.blank, assignment))[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(COURSE_TIMEOUT)
+def test_the_feedback_shows_no_hidden_test(attempts):
+    """generate_feedback runs nbgrader's ClearHiddenTests (the configuration ``assignments init`` writes): the
+    feedback page shows each test cell's visible part only. The check can fail: the autograded notebook, which
+    the instructor keeps, still has the hidden tests."""
+    for assignment in attempts.assignments:
+        hidden = hidden_lines(attempts.source[assignment])
+        assert hidden, f"{assignment}: no hidden test line to look for"
+        page = page_text(attempts.feedback("solutions", assignment))
+        shown = sorted(line for line in hidden if line in page)
+        assert not shown, f"{assignment}: the feedback shows hidden tests: {shown[:5]}"
+        graded = (attempts.course / "autograded" / "solutions" / assignment / f"{assignment}.ipynb").read_text()
+        assert any(json.dumps(line)[1:-1] in graded for line in hidden)
 
 
 @pytest.mark.slow
@@ -81,7 +101,12 @@ def test_an_attempt_scores_zero_and_leaves_the_other_exercises(attempts, attempt
     got = attempts.scores(student, assignment)
     test_id = tests[attempt.grade_id]
     assert got[test_id][0] == 0, f"{attempt.id}: scores {got[test_id][0]}/{got[test_id][1]} under nbgrader"
-    wrong = {tests[a.grade_id] for a in attempts.rounds[student]}
+    # The exercises with an attempt in this submission, and those that use one of them (04's layer uses the
+    # learner's autograd Function: with no Function, the layer cannot pass either).
+    depends = exercise_dependencies(attempts.source[assignment])
+    broken = {a.grade_id for a in attempts.rounds[student]}
+    broken |= {g for g, uses in depends.items() if uses & broken}
+    wrong = {tests[g] for g in broken}
     lost = {g: (s, m) for g, (s, m, kind) in got.items() if kind == "code" and g not in wrong and s != m}
     assert not lost, f"{attempt.id}: the other exercises of its submission lose points: {lost}"
     error = error_of(attempts.autograded(student, assignment), test_id)
