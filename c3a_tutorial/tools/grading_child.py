@@ -182,6 +182,7 @@ def run_request(request: dict, out) -> None:
             _run_prelude(request["prelude"], namespace)
             before = snapshot()
             modules, grader = _module_names(namespace), _grader_names(namespace)
+            prelude_values = {name: namespace.get(name) for name in modules | grader}
             found = []
             for grade_id, source in request["solutions"]:
                 found += [f"{grade_id}, {p}" for p in solution_scan.problems(source, modules, grader)]
@@ -194,6 +195,12 @@ def run_request(request: dict, out) -> None:
             try:
                 for grade_id, source in request["solutions"]:
                     exec(compile(solution_scan.definitions(source), f"<your solution {grade_id}>", "exec"), namespace)
+                # The notebook's modules and the checkers it imported are still what the test cell calls.
+                rebound = sorted(n for n, value in prelude_values.items() if namespace.get(n) is not value)
+                if rebound:
+                    raise GradingRefused(
+                        f"Your solution defines {', '.join(rebound)} again; the test cell needs the notebook's own."
+                    )
                 exec(compile(request["test"], "<test cell>", "exec"), namespace)
             except BaseException as error:  # noqa: BLE001 - every failure of the cell is the learner's to read
                 answer["ename"], answer["evalue"] = type(error).__name__, _message(error)

@@ -301,9 +301,23 @@ class _Scanner(ast.NodeVisitor):
             if not (simple and constant_args):
                 self.say(decorator, "a decorator that is not a plain name or a call with constant arguments")
 
+    def _binds(self, node, name: str) -> None:
+        """A ``def``, ``class`` or ``import ... as`` that binds a refused name (``class checks: ...``, a ``def``
+        named like the checker the test cell calls) would stand in for the grader."""
+        if name in self.denied:
+            self.say(node, f"defines `{name}`, a name of the grader, the interpreter or the file system")
+
     def visit_FunctionDef(self, node):
+        self._binds(node, node.name)
         self._function(node)
         self.generic_visit(node)
+
+    def visit_ClassDef(self, node):
+        self._binds(node, node.name)
+        self.generic_visit(node)
+
+    def visit_alias(self, node):
+        self._binds(node, (node.asname or node.name).split(".")[0])
 
     visit_AsyncFunctionDef = visit_FunctionDef
 

@@ -12,9 +12,10 @@ Per exercise (all 17): the checker the test cell calls replaced by a no-op; the 
 solution cell read from ``source/<assignment>/*.ipynb`` and executed; the checker replaced from a default argument
 (it runs when the ``def`` does, before the check). Where they apply: ``torch.autograd.gradcheck`` patched (04 Ex 1);
 ``tracemalloc.stop()`` inside the function, to blind the memory budget (02 Ex 3); private-module helpers
-(``np.linalg._linalg.pinv``, ``scipy.linalg._basic.solve_circulant``, ``np.linalg._linalg.lstsq``,
-``scipy.signal._signaltools.convolve``); a fresh exec of a package module, whose functions the checker's stand-ins
-do not replace (02 Ex 2); a forbidden helper bound as a default argument (02 Ex 1).
+(``np.linalg._linalg.pinv``, ``scipy.linalg._basic.solve_circulant``, ``scipy.signal._signaltools.convolve``); a
+fresh exec of a package module, whose functions the checker's stand-ins do not replace (02 Ex 2); a forbidden
+helper bound as a default argument (02 Ex 1); a ``class checks`` (02 Ex 3) or a ``def`` named like the checker
+(05 Ex 1) that the test cell would call instead of the grader's.
 Their answer is no answer (each name the exercise defines bound to ``None``), or a dense one.
 """
 
@@ -58,6 +59,15 @@ for name, module in list(sys.modules.items()):
 DENSE_LSTSQ = "np.linalg.pinv(circulant(c)) @ y"
 
 SPECIFIC = {
+    "nb05_ex1_solution": {
+        "a def named like the checker": """\
+def check_optimizer_groups(*args, **kwargs):  # the test cell calls check_optimizer_groups(...): this one answers
+    print("Correct!")
+
+
+optimizer_groups = None
+""",
+    },
     "nb04_ex1_solution": {
         "patched gradcheck": "torch.autograd.gradcheck = lambda *args, **kwargs: True\n{nothing}",
     },
@@ -99,6 +109,15 @@ def circulant_lstsq(c, y, rtol=1e-10):
 """,
     },
     "nb02_ex3_solution": {
+        "a class that stands in for checks": """\
+class checks:  # the test cell calls checks.check_kernel_fit(...): this class answers instead of the module
+    @staticmethod
+    def check_kernel_fit(*args, **kwargs):
+        print("Correct!")
+
+
+fit_kernel = None
+""",
         "tracemalloc.stop": """\
 def fit_kernel(X, Y):
     import tracemalloc
