@@ -15,7 +15,9 @@ Command line::
 ``init`` writes into a new (or empty) ``COURSE_DIR``:
 
 - ``nbgrader_config.py``: the course id, the course root, an exchange folder (``COURSE_DIR/exchange`` unless
-  ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, and the student-version header;
+  ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, the student-version header, the
+  isolated grading of every test cell after nbgrader's kernel run (``isolated_grading``), and feedback without
+  the hidden tests (nbgrader's ``ClearHiddenTests``);
 - ``source/<notebook stem>/``: one assignment per notebook, holding the notebook (without its Colab badge and its
   links to the other notebooks: in the repository they open the solution notebooks, ``student_facing``) and the
   repository data files its code names or its prose cites (under ``data/``, the same relative path as in the
