@@ -27,12 +27,17 @@ from torch import nn
 
 from .inject import adapter_layers, add_adapters, record_trainable, recorded_trainable, trainable_outside_adapters
 from .layers import base_features, is_supported_base
-from .methods import get_method
+from .methods import METHODS, get_method
 from .paths import check_output
 
 FORMAT_NAME = "c3a_tutorial.adapter"
 FORMAT_VERSION = 1
 _NOT_SETTINGS = ("method", "in_features", "out_features")  # per-layer metadata that is not a layer argument
+
+
+def _named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by name (a trainable module's buffers, e.g. BatchNorm statistics, are saved too)."""
+    return {**dict(model.named_buffers()), **dict(model.named_parameters())}
 
 
 def _adapter_weight_names(model: nn.Module) -> list[str]:
@@ -51,7 +56,7 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """
     if not adapter_layers(model):
         raise ValueError("The model has no adapters: call add_adapters first.")
-    params = dict(model.named_parameters())
+    params = _named_tensors(model)
     names = _adapter_weight_names(model) + trainable_outside_adapters(model)
     missing = [n for n in names if n not in params]
     if missing:
@@ -140,7 +145,33 @@ def _read_adapter_file(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
         ) from err
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ValueError(f"{path!r} is not an adapter file written by c3a_tutorial.save_adapter.")
+    _check_metadata(path, metadata)
     return metadata, state
+
+
+def _check_metadata(path: str, metadata: dict) -> None:
+    """A ``ValueError`` naming the field, not a ``KeyError`` later, when the metadata lacks one load_adapter reads."""
+
+    def refuse(what: str) -> None:
+        raise ValueError(
+            f"The adapter file {path!r} has metadata without {what}: it was changed after save_adapter wrote it, "
+            "or written by something else. Save it again with save_adapter. The model was not changed."
+        )
+
+    layers = metadata.get("layers")
+    if not isinstance(layers, dict) or not layers:
+        refuse("'layers' (a table of the adapted layers)")
+    for name, cfg in layers.items():
+        if not isinstance(cfg, dict):
+            refuse(f"a table of settings for {name!r}")
+        if cfg.get("method") not in METHODS:
+            refuse(f"a known 'method' for {name!r} (one of {sorted(METHODS)})")
+        for key in ("in_features", "out_features", get_method(cfg["method"]).size_argument):
+            if isinstance(cfg.get(key), bool) or not isinstance(cfg.get(key), int):
+                refuse(f"an integer {key!r} for {name!r}")
+    trainable = metadata.get("trainable")
+    if trainable is not None and not (isinstance(trainable, list) and all(isinstance(t, str) for t in trainable)):
+        refuse("a list of names in 'trainable'")
 
 
 def _layer_settings(cfg: dict) -> dict:
@@ -186,7 +217,7 @@ def _check_layers(model: nn.Module, described: dict[str, dict]) -> None:
 
 def _parameters_after_load(model: nn.Module, described: dict[str, dict]) -> dict[str, torch.Tensor]:
     """The model's parameters by name as they will be once the file's adapters are in (nothing is changed)."""
-    target = dict(model.named_parameters())
+    target = _named_tensors(model)
     if adapter_layers(model):
         return target
     for name, cfg in described.items():
@@ -266,12 +297,19 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, trainable: bool = Tr
 
     if not adapter_layers(model):
         for name, cfg in described.items():
-            add_adapters(model, method=cfg["method"], target_modules=re.escape(name), **_layer_settings(cfg))
-    params = dict(model.named_parameters())
+            add_adapters(
+                model,
+                method=cfg["method"],
+                target_modules=re.escape(name),
+                trainable_modules=[],
+                **_layer_settings(cfg),
+            )
+    params = _named_tensors(model)
     with torch.no_grad():
         for key, tensor in state.items():
             params[key].copy_(tensor.to(params[key].dtype))
-            params[key].requires_grad_(trainable)
+            if isinstance(params[key], nn.Parameter):
+                params[key].requires_grad_(trainable)
     adapter_weights = set(_adapter_weight_names(model))
     saved = metadata.get("trainable")  # files from before the record: every saved non-adapter tensor
     saved = [k for k in state if k not in adapter_weights] if saved is None else saved

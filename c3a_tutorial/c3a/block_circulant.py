@@ -24,17 +24,22 @@ Two implementations live here. ``block_circulant_matmul_reference`` is the reada
 FFTs, ``einsum``, and torch's own autograd. ``block_circulant_matmul`` is the one layers use: real
 FFTs, a custom ``torch.autograd.Function`` with the backward above, which saves only the input and
 the kernel (the FFTs are recomputed in backward: cheap, and no complex intermediates are kept alive
-between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, shared among torch's
-threads, and its frequency-domain products are real batched GEMMs over frequencies (see the notes above
-``_chunk_rows``; a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
-It can also take a dense path (``path="dense"``: build ``ΔW``, one GEMM), for checking; ``"auto"`` is the FFT
-path. Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
+between forward and backward). On a CPU it runs over chunks of tokens that stay in cache, on torch's own threads,
+and its frequency-domain products are real batched GEMMs over frequencies (see the notes above ``_chunk_rows``;
+a GPU's choices are ``GPU_CHOICES``; the measured breakdown is in ``data/results/README_bench.md``).
+It can also take a dense path (``path="dense"``: ``ΔW`` gathered from the kernel by one index, then GEMMs;
+``dense_gather.py``), which launches far fewer ops; ``"auto"`` picks one per call by a cost model with measured
+constants (``path_choice.py``: the FFT path on a CPU at the README's sizes, the dense one on a GPU until the
+kernels, not the launches, set the time). Tests hold all of them equal in float64 (``tests/c3a/test_fast_path.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -42,6 +47,9 @@ import numpy as np
 import torch
 
 from .circulant import circulant
+from .dense_gather import _grads as dense_grads
+from .dense_gather import dense_gather_matmul
+from .path_choice import choose_path
 
 
 def _check_kernel(kernel) -> None:
@@ -113,8 +121,10 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 #   (``_real_form``). The view from complex to interleaved real is free; BLAS runs real GEMMs faster than complex.
 # * A GEMM whose output is narrow (fewer than ``_NARROW`` blocks) is computed transposed, which BLAS runs several
 #   times faster, and transposed back in the same copy that builds the token-major layout.
-# * With several torch threads the chunks are shared among threads, each single-threaded (``_run``), instead of
-#   every small op of every chunk being split across threads.
+# * With several torch threads, on a quiet machine every op of a chunk runs on torch's own intra-op threads (MKL's
+#   FFTs, BLAS, torch's copies: C++ threads, no Python); chunks shared among Python threads were slower there, each
+#   worker running ~25 Python calls per chunk under one interpreter lock (a voluntary context switch per chunk,
+#   2-3x the minor page faults). On a busy machine the chunks are shared instead (``CPU_CHOICES``, ``_busy``).
 # * A GPU makes other choices (``Choices``, ``GPU_CHOICES``): no chunks, no transposed narrow form, no output copy.
 
 _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
@@ -132,12 +142,18 @@ class Choices(NamedTuple):
     equal to the reference in float64); they differ in speed only, and which is faster depends on the device."""
 
     chunks: bool  # tokens in cache-sized chunks (CPU caches); False: all tokens at once
-    threads: bool  # chunks shared among torch's CPU threads, each single-threaded (see _run)
+    threads: bool | str  # True: chunks shared among Python threads (_run); False: torch's intra-op threads; "when busy"
     narrow_transposed: bool  # GEMMs with fewer than _NARROW output blocks computed transposed (an MKL weakness)
     copy_output: bool  # irfft, then a copy into a preallocated output; False: the irfft's result is the output
 
 
-CPU_CHOICES = Choices(chunks=True, threads=True, narrow_transposed=True, copy_output=True)
+# Threads on a CPU, measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): on a quiet
+# machine (load 0.5-1.3) torch's intra-op threads took 8-36 % less time than chunks shared among Python threads; on a
+# busy one (load 3-4) they took 3-7x more, every op's barrier waiting for a thread that lost its core. So the CPU
+# shares the chunks only while others' load leaves no idle core for its threads (_busy).
+CPU_CHOICES = Choices(chunks=True, threads="when busy", narrow_transposed=True, copy_output=True)
+SHARED_CHUNKS_CHOICES = CPU_CHOICES._replace(threads=True)  # the CPU's choices before issue #28
+INTRA_OP_CHOICES = CPU_CHOICES._replace(threads=False)  # torch's own threads, whatever the load
 # On a GPU there is no cache to fit and every chunk costs kernel launches, torch's thread count means nothing,
 # cuBLAS has no measured weakness for narrow outputs (the transposed form costs a 4-D permuting copy there), and
 # the copy into a preallocated output is one more pass over memory. BEFORE_GPU_CHOICES is what a GPU ran before
@@ -185,17 +201,60 @@ def _openmp() -> bool:
     return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
+_LOAD_SECONDS = 1.0  # how long a reading of the load is reused (one read costs a few microseconds)
+_load = {"wall": None, "cpu": 0.0, "own": 0.0, "others": 0.0}  # the last reading, and this process's share
+
+
+def _others_load() -> float:
+    """The 1-minute load average less this process's own part of it: its CPU time per second, averaged over the same
+    minute (the operator's own threads must not make the machine look busy to itself)."""
+    wall, cpu = time.monotonic(), time.process_time()
+    last = _load["wall"]
+    if last is None or wall - last > _LOAD_SECONDS:
+        if last is not None:
+            keep = math.exp(-(wall - last) / 60.0)  # the kernel's load average decays over one minute too
+            rate = (cpu - _load["cpu"]) / (wall - last)
+            _load["own"] = keep * _load["own"] + (1 - keep) * rate
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - no load average on this platform
+            load = 0.0
+        _load.update(wall=wall, cpu=cpu, others=max(0.0, load - _load["own"]))
+    return _load["others"]
+
+
+def _busy(threads: int) -> bool:
+    """Whether other work leaves fewer idle cores than ``threads`` (half a core of others' load is tolerated: a quiet
+    machine's background)."""
+    return _others_load() + threads > (os.cpu_count() or 1) + 0.5
+
+
+def _share_chunks(setting, threads: int) -> bool:
+    """``Choices.threads``: True (share the chunks among Python threads), False (torch's intra-op threads) or
+    ``"when busy"`` (share only while the machine is busy: see the measurements beside ``CPU_CHOICES``)."""
+    if setting == "when busy":
+        return threads > 1 and _busy(threads)
+    return bool(setting)
+
+
 def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True) -> _Plan:
     """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``; at most
     ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one."""
     rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
-    threads = (
-        min(torch.get_num_threads(), _MAX_WORKERS) if parallel and choices_for(device).threads and _openmp() else 1
-    )
+    share = _share_chunks(choices_for(device).threads, torch.get_num_threads())
+    threads = min(torch.get_num_threads(), _MAX_WORKERS) if parallel and share and _openmp() else 1
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
     chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
     return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
+
+
+@functools.cache
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    # One pool per process, kept between calls instead of threads started per call (measured a little faster, at a
+    # different load: README_bench.md, "Issue #28"). Keyed by the process id: a forked child (a DataLoader worker)
+    # inherits the pool object but not its threads, and would wait on them for ever.
+    return ThreadPoolExecutor(workers, thread_name_prefix="c3a-chunks")
 
 
 def _run(plan: _Plan, work) -> None:
@@ -220,10 +279,12 @@ def _run(plan: _Plan, work) -> None:
 
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(plan.threads - 1) as pool:
-            futures = [pool.submit(worker, group) for group in groups[1:]]
+        pool = _pool(_MAX_WORKERS - 1, os.getpid())
+        futures = [pool.submit(worker, group) for group in groups[1:]]
+        try:
             with torch.no_grad():
                 work(groups[0])
+        finally:
             for future in futures:
                 future.result()
     finally:
@@ -340,17 +401,23 @@ class BlockCirculantMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         x, kernel = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():
+            # create_graph=True: this backward is itself differentiated. The FFT path writes into buffers
+            # (bmm(out=), copy_), which autograd cannot record, so the gradients are computed by the dense path's
+            # formulas, made of differentiable ops (same values up to rounding).
+            grad_x, grad_w = dense_grads(x, kernel, grad_output, ctx.scale, need_x, need_w)
+            return grad_x, grad_w, None
+        grad_output = grad_output.contiguous()  # e.g. the expanded gradient of a sum(): rows are viewed as blocks
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
-        need_x, need_w = ctx.needs_input_grad[:2]
         # ΔWᵀ: block (j, i) is C(w[i, j])ᵀ, a circulant whose spectrum is conj(W[i, j]).
         form = _real_form(_kernel_freq(kernel, dtype, ctx.scale).conj()) if need_x else None  # (F, 2m, 2n)
         choices = choices_for(x.device)
         # Σ_tokens of the products of interleaved parts, (F, 2n, 2m) or (F, 2m, 2n): the wider side last.
         wide_m = m >= n
         shape = (b // 2 + 1, 2 * n, 2 * m) if wide_m else (b // 2 + 1, 2 * m, 2 * n)
-        # Threads only when backward is not itself differentiated (create_graph=True records every op here).
-        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device, parallel=not torch.is_grad_enabled())
+        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device)
         grad_x = None
         if need_x:
             grad_x = [None] if len(plan.chunks) == 1 and not choices.copy_output else _new_rows(x, n * b)
@@ -397,35 +464,40 @@ PATHS = ("auto", "fft", "dense")
 
 
 def _dense_matmul(x: torch.Tensor, kernel: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """The dense path: materialise ``ΔW`` (``d_out × d_in``) and do one GEMM; autograd does the rest."""
-    dtype = _compute_dtype(x, kernel)
-    return (scale * (x.to(dtype) @ block_circulant(kernel.to(dtype)).T)).to(x.dtype)
+    """The dense path: ``ΔW`` gathered from the kernel, then GEMMs (``dense_gather.py``)."""
+    return dense_gather_matmul(x, kernel, scale)
 
 
 def block_circulant_matmul(
     x: torch.Tensor, kernel: torch.Tensor, path: str = "auto", scale: float = 1.0
 ) -> torch.Tensor:
-    """``scale · x @ block_circulant(kernel).T`` via FFTs, without building the dense matrix.
+    """``scale · x @ block_circulant(kernel).T``, without building the dense matrix on the FFT path.
 
-    ``x``: ``(..., d_in)``; ``kernel``: ``(d_out // b, d_in // b, b)``; returns ``(..., d_out)`` in
-    ``x``'s dtype. Differentiable in both arguments through a custom autograd function whose backward
-    is FFT-based too. float16/bfloat16 inputs are computed in float32 and cast back, and autocast is
-    switched off inside (an FFT in half precision is missing or inexact), so it is safe under
-    ``torch.autocast``. ``path``: ``"fft"``, ``"dense"`` (materialise ``ΔW``, one GEMM) or
-    ``"auto"`` (the FFT path, the faster everywhere we measured); all give the same result up to
-    rounding. ``scale`` (default 1) multiplies the result in float32 before the cast back, so
-    half-precision outputs do not overflow.
+    ``x``: ``(..., d_in)``, any layout (a transposed or expanded view works, as for ``nn.Linear``); ``kernel``:
+    ``(d_out // b, d_in // b, b)``; returns ``(..., d_out)`` in ``x``'s dtype. Differentiable in both arguments
+    through custom autograd functions, twice too (a backward with ``create_graph=True`` can be differentiated
+    again). ``path``:
+
+    * ``"fft"``: real FFTs and a batched GEMM over frequencies, about ``b / 2`` times fewer flops than the dense
+      product; many small ops per call.
+    * ``"dense"``: ``ΔW`` gathered from the kernel by one index, then GEMMs (``dense_gather.py``); a handful of
+      ops per call, ``6 · N · d_in · d_out`` flops.
+    * ``"auto"`` (default): whichever ``path_choice.choose_path`` estimates faster for this call's device, dtype,
+      shape and token count; ``path_choice.explain_path(x, kernel)`` says which and why.
+
+    float16/bfloat16 inputs: the FFT path computes in float32 and casts back (an FFT in half precision is missing
+    or inexact); the dense path runs bfloat16 GEMMs (accumulating in float32) and float16 ones in float32. Autocast
+    is switched off inside, so it is safe under ``torch.autocast``. ``scale`` (default 1) multiplies the result
+    inside, in float32 or wider, so half-precision outputs do not overflow. All paths give the same result up to
+    rounding (``tests/c3a/test_fast_path.py``).
     """
     _check_input(x, kernel)
     if path not in PATHS:
         raise ValueError(f"path={path!r} is not one of {PATHS}.")
     m, _, b = kernel.shape
-    flat = x.reshape(-1, x.shape[-1])
+    flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
     if path == "auto":
-        # The dense path builds the d_out x d_in matrix before touching a token, so it lost to the FFT path
-        # at every size and token count measured (data/results/bench_cpu.json). It pays only when ΔW is
-        # kept, which is what merge() does; "dense" is here for checking.
-        path = "fft"
+        path = choose_path(flat.device, flat.dtype, kernel.shape, flat.shape[0]).path
     if flat.shape[0] == 0:
         path = "dense"  # an empty batch: the FFT libraries reject zero-length transforms, the GEMM does not
     device_type = flat.device.type
@@ -434,5 +506,6 @@ def block_circulant_matmul(
         if path == "dense":
             out = _dense_matmul(flat, kernel, scale)
         else:
-            out = BlockCirculantMatmul.apply(flat, kernel, float(scale))
-    return out.reshape(*x.shape[:-1], m * b)
+            # The FFT path views rows as blocks: it needs them contiguous (a copy only for other layouts).
+            out = BlockCirculantMatmul.apply(flat.contiguous(), kernel, float(scale))
+    return out if x.ndim == 2 else out.reshape(*x.shape[:-1], m * b)

@@ -8,23 +8,29 @@ match the whole name.
 classification head). ``save_adapter`` saves what that record names, whatever their ``requires_grad``
 is at the time, so freezing the head for inference does not drop it from the next save.
 
-A transformers model with adapters refuses ``save_pretrained`` until ``merge_and_unload`` (or ``unload``):
-its checkpoint would hold ``query.base_layer.weight`` and ``query.kernel``, which a plain ``from_pretrained``
-does not read (it re-initialises those layers at random and only warns).
+``save_pretrained`` of a transformers model with adapters writes a checkpoint that is right both ways (see
+``checkpoint.save_adapted_pretrained``): the adapted model's own tensors (``query.base_layer.weight``,
+``query.kernel``), which loading the checkpoint into the same adapted model (what Hugging Face's ``Trainer``
+does on resume and for ``load_best_model_at_end``) restores exactly, and the merged ``query.weight``, which is
+what a plain ``from_pretrained`` reads: the merged model, never layers re-initialised at random.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import re
+import warnings
 from collections.abc import Iterable
 
+import torch
 from torch import nn
 
 from .layers import SUPPORTED_BASE_LAYERS, AdapterLinear, base_features, is_supported_base
 from .layers import check_positive_number as check_positive_finite
 from .methods import get_method
+from .targets import ALL_LINEAR, all_linear_names, default_target_modules, task_head_names
 
 # The attribute of the model that lists the trainable parameters outside the adapters, by name.
 RECORD_ATTRIBUTE = "c3a_trainable_parameters"
@@ -65,7 +71,7 @@ def record_trainable(model: nn.Module, names: Iterable[str]) -> None:
 
 
 def trainable_outside_adapters(model: nn.Module) -> list[str]:
-    """The parameters outside the adapters that a save or an export includes, by name.
+    """The parameters (and buffers) outside the adapters that a save or an export includes, by name.
 
     The record ``add_adapters`` keeps, independent of ``requires_grad``; for a model that never had one
     (adapters put in by hand), the parameters outside the adapters that have ``requires_grad``.
@@ -102,6 +108,55 @@ def _find_targets(model: nn.Module, target_modules, existing: dict) -> list[tupl
                 f"{' or '.join(SUPPORTED_BASE_LAYERS)}. {hint}".rstrip()
             )
     return targets
+
+
+def _named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Parameters and buffers by name: what the record of trainable modules may hold."""
+    return [*model.named_parameters(), *model.named_buffers()]
+
+
+def _overlaps(name: str, target: str) -> bool:
+    return name == target or name.startswith(target + ".") or target.startswith(name + ".")
+
+
+def _resolve_targets(model: nn.Module, target_modules):
+    """``"all-linear"`` and a left-out ``target_modules`` as the list of names they stand for."""
+    if target_modules == ALL_LINEAR:
+        names = all_linear_names(model)
+        if not names:
+            raise ValueError("target_modules='all-linear': the model has no linear layer besides its output layer.")
+        return names  # full names: a list entry equal to a module's name matches it
+    if target_modules is None:
+        found = default_target_modules(model)
+        if found is None:
+            raise ValueError(
+                "target_modules is not given and this model has none of the query/value names add_adapters "
+                f"knows: name the layers to adapt (or pass 'all-linear'). The model's linear modules are: "
+                f"{_supported_names(model)}"
+            )
+        return found
+    return target_modules
+
+
+def _check_no_overlap(model: nn.Module, targets: list, trainable: list) -> None:
+    """Refuse a module both adapted and trained whole: its base weight would train beside the adapter, and
+    neither PEFT's format nor a merge has a place for a trained base weight (export_to_peft would drop it)."""
+    recorded = recorded_trainable(model) or []
+    trainable_names = [n for n, _ in trainable]
+    for target, _ in targets:
+        for name in trainable_names:
+            if _overlaps(name, target):
+                raise ValueError(
+                    f"{target!r} is both a target (an adapter wraps it) and inside trainable_modules ({name!r}): "
+                    "its base weight would train too, which the adapter file, PEFT and merging have no place for. "
+                    "Leave it out of one of the two (trainable_modules is for new layers such as the head)."
+                )
+        made_trainable = [n for n in recorded if n.startswith(target + ".")]
+        if made_trainable:
+            raise ValueError(
+                f"{target!r} was made trainable by an earlier add_adapters ({made_trainable[:2]}): it cannot be "
+                "adapted as well. Start again from a fresh base model."
+            )
 
 
 def _check_layers_fit(method: str, targets: list[tuple[str, nn.Module]], layer_kwargs: dict) -> None:
@@ -153,8 +208,8 @@ def _find_trainable(model: nn.Module, trainable_modules) -> list[tuple[str, nn.M
 def add_adapters(
     model: nn.Module,
     method: str = "c3a",
-    target_modules: str | Iterable[str] = ("query", "value"),
-    trainable_modules: str | Iterable[str] = (),
+    target_modules: str | Iterable[str] | None = None,
+    trainable_modules: str | Iterable[str] | None = None,
     **layer_kwargs,
 ) -> nn.Module:
     """Wrap the linear layers named by ``target_modules`` with adapters, in place; returns ``model``.
@@ -166,10 +221,18 @@ def add_adapters(
         target_modules: which modules to wrap. A *list* matches names by suffix, as in PEFT: ``"query"``
             matches ``"encoder.layer.0.attention.self.query"`` (a name equal to an entry, or ending with
             ``"." + entry``). A single *string* is a regular expression that must match the whole name,
-            e.g. ``r"encoder\\.layer\\.[0-5]\\.attention\\.self\\.(query|value)"``.
+            e.g. ``r"encoder\\.layer\\.[0-5]\\.attention\\.self\\.(query|value)"``. ``"all-linear"``: every
+            linear layer but the output layer (``lm_head``, a ``classifier`` head), as in PEFT. Left out: the
+            attention query and value of the model's family (``query``/``value`` for BERT, RoBERTa and ViT,
+            ``q_proj``/``v_proj`` for Llama, ``c_attn`` for GPT-2, ``q``/``v`` for T5, ``q_lin``/``v_lin`` for
+            DistilBERT; ``targets.default_target_modules``).
         trainable_modules: modules trained along with the adapters, matched the same way, e.g.
             ``["classifier"]`` for a freshly initialised classification head. Every other parameter is
             frozen. They are recorded on the model, and ``save_adapter`` saves them with the adapters.
+            Left out (``None``): the head a transformers task model creates freshly (``classifier`` or
+            ``score`` of a ``...ForSequenceClassification`` or ``...ForTokenClassification``, ``qa_outputs``
+            of a ``...ForQuestionAnswering``), as PEFT's ``task_type`` opens it; ``[]`` trains none. A module
+            cannot be both a target and trainable.
         layer_kwargs: the adapter's settings. ``"c3a"``: ``block_size`` (required; it must divide every
             targeted layer's in and out features, see ``valid_block_sizes`` and ``suggest_block_size``),
             ``scale``, ``init_weights``. ``"lora"``: ``rank`` (required), ``alpha``, ``dropout``.
@@ -183,6 +246,7 @@ def add_adapters(
     Everything is checked before anything changes: on an error the model is left as it was.
     """
     spec = get_method(method)
+    target_modules = _resolve_targets(model, target_modules)
     if not isinstance(target_modules, str):
         target_modules = list(target_modules)
         if not target_modules:
@@ -190,11 +254,15 @@ def add_adapters(
     existing = adapter_layers(model)
     targets = _find_targets(model, target_modules, existing)
     _check_layer_kwargs(method, targets, layer_kwargs)
+    if trainable_modules is None:  # the task's fresh head, unless an adapter wraps it
+        target_names = [n for n, _ in targets]
+        trainable_modules = [h for h in task_head_names(model) if not any(_overlaps(h, t) for t in target_names)]
     trainable = _find_trainable(model, trainable_modules)
+    _check_no_overlap(model, targets, trainable)
     _check_layers_fit(method, targets, layer_kwargs)
     wrapped = {name: spec.layer_class(module, name=name, **layer_kwargs) for name, module in targets}
     recorded = set(recorded_trainable(model) or ())
-    recorded_ids = {id(p) for n, p in model.named_parameters() if n in recorded}
+    recorded_ids = {id(t) for n, t in _named_tensors(model) if n in recorded}
     if not existing:
         # First call: freeze the base model. A later call (more adapters on the same model) keeps what
         # earlier calls made trainable; the new adapters freeze their own base layers.
@@ -203,40 +271,33 @@ def add_adapters(
         _set_submodule(model, name, adapter)
     for _, module in trainable:
         module.requires_grad_(True)
-        recorded_ids.update(id(p) for p in module.parameters())
+        # Buffers too (a BatchNorm head's running statistics): they are part of what the module learnt, as in
+        # PEFT's modules_to_save; without them a reloaded head normalises with the statistics of a fresh one.
+        recorded_ids.update(id(t) for t in [*module.parameters(), *module.buffers()])
     # By identity, so that a parameter renamed by this call's wrapping (x.weight -> x.base_layer.weight)
     # keeps its place in the record.
     layers = adapter_layers(model)
-    kept = [n for n, p in model.named_parameters() if id(p) in recorded_ids and not _in_adapter_weights(n, layers)]
+    kept = [n for n, t in _named_tensors(model) if id(t) in recorded_ids and not _in_adapter_weights(n, layers)]
     record_trainable(model, kept)
     _guard_save_pretrained(model)
     return model
 
 
-class RefuseSavePretrained:
-    """Stands in for ``save_pretrained`` on a transformers model with adapters, and says what to do instead.
+class _BoundSavePretrained:
+    """``model.save_pretrained`` of an adapted model: calls ``save_adapted_pretrained(model, ...)``."""
 
-    A class rather than a closure, so that ``copy.deepcopy`` and ``torch.save`` of the model keep it.
-    """
+    def __init__(self, model: nn.Module):
+        self.model = model  # a plain reference: deepcopy copies the model and this together, consistently
 
-    def __init__(self, methods: list[str]):
-        self.methods = methods
+    def __call__(self, save_directory, *args, **kwargs):
+        from .checkpoint import save_adapted_pretrained  # below this file in the import order
 
-    def __call__(self, *args, **kwargs):
-        raise ValueError(
-            f"This model has {' and '.join(self.methods)} adapters: save_pretrained would write "
-            "'…query.base_layer.weight' and '…query.kernel', which from_pretrained does not read (it would "
-            "re-initialise the adapted layers at random). Save a plain model with "
-            "merge_and_unload(model).save_pretrained(directory), the adapter alone with "
-            "save_adapter(model, 'adapter.safetensors'), or a PEFT adapter directory with "
-            "export_to_peft(model, directory). Nothing was written."
-        )
+        return save_adapted_pretrained(self.model, save_directory, *args, **kwargs)
 
 
 def _guard_save_pretrained(model: nn.Module) -> None:
     if hasattr(type(model), "save_pretrained"):  # transformers models (and anything else that has one)
-        methods = sorted({layer.method for layer in adapter_layers(model).values()})
-        object.__setattr__(model, "save_pretrained", RefuseSavePretrained(methods))
+        object.__setattr__(model, "save_pretrained", _BoundSavePretrained(model))
 
 
 def _in_adapter_weights(parameter_name: str, layers: dict[str, AdapterLinear]) -> bool:
@@ -317,9 +378,38 @@ def print_trainable_parameters(model: nn.Module) -> None:
     print(format_trainable_parameters(model))
 
 
+def _untie_before_merge(model: nn.Module, layers: dict[str, AdapterLinear]) -> None:
+    """Give an adapted layer whose weight is tied to another (GPT-2's ``lm_head`` and its token embeddings) its
+    own copy before a merge, with a warning: merging into the shared tensor would change the other silently."""
+    names_by_tensor: dict[int, list[str]] = {}
+    for pname, param in model.named_parameters(remove_duplicate=False):
+        names_by_tensor.setdefault(id(param), []).append(pname)
+    for name, layer in layers.items():
+        if layer.merged:
+            continue
+        weight = layer.base_layer.weight
+        others = [n for n in names_by_tensor.get(id(weight), []) if not n.startswith(name + ".")]
+        if not others:
+            continue
+        warnings.warn(
+            f"{name}'s weight is tied to {others}: merging would change them too. Untied: {name} gets its own "
+            "copy of the weight, the others keep theirs (config.tie_word_embeddings is set to False, so that "
+            "save_pretrained and from_pretrained keep them apart), as PEFT's merge leaves tied weights apart.",
+            stacklevel=3,
+        )
+        layer.base_layer.weight = nn.Parameter(weight.detach().clone(), requires_grad=weight.requires_grad)
+        config = getattr(model, "config", None)
+        if config is not None and getattr(config, "tie_word_embeddings", False):
+            config.tie_word_embeddings = False
+
+
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Merge every adapter into its base weight (the wrappers stay; ``merge_and_unload`` removes them)."""
-    for layer in adapter_layers(model).values():
+    """Merge every adapter into its base weight (the wrappers stay; ``merge_and_unload`` removes them).
+
+    A weight tied to another (GPT-2's ``lm_head``) is untied first, with a warning."""
+    layers = adapter_layers(model)
+    _untie_before_merge(model, layers)
+    for layer in layers.values():
         layer.merge()
     return model
 
@@ -331,10 +421,41 @@ def unmerge_adapters(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def disable_adapters(model: nn.Module):
+    """``with disable_adapters(model):`` runs the base model, as PEFT's ``disable_adapter()`` does.
+
+    Inside the block every adapter layer's forward is its base layer's alone (a merged adapter is unmerged
+    for the block, and merged again afterwards: its base weight is then the original up to rounding). The
+    adapters are back when the block ends, also when it ends with an exception.
+
+        with torch.no_grad(), disable_adapters(model):
+            reference = model(**batch).logits   # the base model's logits
+    """
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError("The model has no adapters: there is nothing to disable.")
+    was_disabled = {name: layer.adapter_disabled for name, layer in layers.items()}
+    merged = [layer for layer in layers.values() if layer.merged]
+    for layer in merged:
+        layer.unmerge()
+    for layer in layers.values():
+        layer.adapter_disabled = True
+    try:
+        yield model
+    finally:
+        for name, layer in layers.items():
+            layer.adapter_disabled = was_disabled[name]
+        for layer in merged:
+            layer.merge()
+
+
 def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
     layers = adapter_layers(model)
     if not layers:
         raise ValueError("The model has no adapters: there is nothing to unload.")
+    if merge:
+        _untie_before_merge(model, layers)
     for name, layer in layers.items():
         if merge and not layer.merged:
             layer.merge()
@@ -343,7 +464,7 @@ def _replace_adapters_by_base(model: nn.Module, merge: bool) -> nn.Module:
         _set_submodule(model, name, layer.base_layer)
     if recorded_trainable(model) is not None:
         object.__delattr__(model, RECORD_ATTRIBUTE)
-    if isinstance(model.__dict__.get("save_pretrained"), RefuseSavePretrained):
+    if isinstance(model.__dict__.get("save_pretrained"), _BoundSavePretrained):
         object.__delattr__(model, "save_pretrained")  # a plain model again: the class's own save_pretrained
     return model
 

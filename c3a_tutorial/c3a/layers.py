@@ -81,6 +81,9 @@ class AdapterLinear(nn.Module):
     """
 
     method: str = ""
+    # Set by ``disable_adapters(model)``: the forward is the base layer's alone. A class default, so that a
+    # layer pickled before the flag existed reads as enabled.
+    adapter_disabled: bool = False
 
     def __init__(self, base_layer: nn.Module, name: str = "the layer"):
         # Subclasses validate their arguments before calling this, so a bad argument never touches the base.
@@ -90,6 +93,24 @@ class AdapterLinear(nn.Module):
         self.in_features, self.out_features = base_features(base_layer)
         self.fan_in_fan_out = is_conv1d(base_layer)
         self.merged = False
+
+    # The wrapped layer's weight and bias, read through: model code that looks at them (T5's feed-forward reads
+    # ``self.wo.weight.dtype``) works on an adapted layer as on the plain one, as with PEFT's layers.
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return getattr(self.base_layer, "bias", None)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A checkpoint from save_pretrained of an adapted model holds, beside base_layer.weight and the adapter,
+        # the merged weight and bias under the plain names (for a plain from_pretrained): not this layer's.
+        if prefix + "base_layer.weight" in state_dict:
+            state_dict.pop(prefix + "weight", None)
+            state_dict.pop(prefix + "bias", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _adapter_dtype(self) -> torch.dtype:
         # Adapter weights stay in float32 (or float64 in float64 tests) even for a half-precision base.
@@ -132,7 +153,7 @@ class AdapterLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
-        if self.merged:
+        if self.merged or self.adapter_disabled:
             return result
         return result + self.adapter_output(x).to(result.dtype)
 
@@ -218,9 +239,13 @@ class C3ALinear(AdapterLinear):
         """The dense ``ΔW = scale · block_circulant(kernel)``, shape ``(d_out, d_in)``."""
         return self.scale * block_circulant(self.kernel)
 
+    # The operator's path: "auto" (per call, from the device, dtype, shape and token count: see
+    # c3a.path_choice.explain_path), or "fft" / "dense" to override it, e.g. ``layer.path = "fft"``.
+    path: str = "auto"
+
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         # The scale is applied inside, in float32: a float16 model's unscaled product could overflow.
-        return block_circulant_matmul(x, self.kernel, scale=self.scale)
+        return block_circulant_matmul(x, self.kernel, path=self.path, scale=self.scale)
 
     def adapter_config(self) -> dict:
         return {"method": self.method, "block_size": self.block_size, "scale": self.scale}

@@ -108,7 +108,7 @@ def _c3a_check_import(name: str, module: nn.Module, config: dict) -> None:
 def _c3a_from_peft(model: nn.Module, name: str, tensors: dict[str, torch.Tensor], config: dict, kept: dict) -> None:
     # p = rev(w) · (scale · d_in)  ⇔  w = rev(p) / (scale · d_in); without a kept scale, PEFT's own 1 / d_in
     kernel = tensors[".c3a_kernel"]
-    add_adapters(model, "c3a", re.escape(name), block_size=kernel.shape[-1], scale=kept.get("scale"))
+    add_adapters(model, "c3a", re.escape(name), [], block_size=kernel.shape[-1], scale=kept.get("scale"))
     layer = model.get_submodule(name)
     with torch.no_grad():
         layer.kernel.copy_(from_peft_c3a_kernel(kernel, layer))
@@ -165,7 +165,7 @@ def _lora_from_peft(model: nn.Module, name: str, tensors: dict[str, torch.Tensor
     if config.get("use_rslora"):
         alpha = alpha * rank**0.5  # rsLoRA scales by alpha / sqrt(r); ours by alpha / r
     dropout = float(config.get("lora_dropout") or 0.0)
-    add_adapters(model, "lora", re.escape(name), rank=rank, alpha=alpha, dropout=dropout)
+    add_adapters(model, "lora", re.escape(name), [], rank=rank, alpha=alpha, dropout=dropout)
     layer = model.get_submodule(name)
     with torch.no_grad():
         layer.lora_A.copy_(lora_a.to(layer.lora_A.dtype))

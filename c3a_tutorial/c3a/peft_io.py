@@ -20,6 +20,8 @@ import contextlib
 import copy
 import json
 import os
+import shutil
+import tempfile
 import warnings
 
 import torch
@@ -97,14 +99,46 @@ def _modules_to_save(model: nn.Module, task_type: str | None) -> dict[str, nn.Mo
     return {n: m for n, m in modules.items() if not any(n.startswith(o + ".") for o in modules)}
 
 
-def _write_peft_directory(directory: str, config: dict, state: dict[str, torch.Tensor], kept: dict) -> None:
-    os.makedirs(directory, exist_ok=True)
+def _write_peft_files(directory: str, config: dict, state: dict[str, torch.Tensor], kept: dict) -> None:
     with open(os.path.join(directory, CONFIG_NAME), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
     metadata = {"format": "pt"}
     if kept:
         metadata[METADATA_KEY] = json.dumps({"layers": kept}, sort_keys=True)
     save_file(state, os.path.join(directory, WEIGHTS_NAME), metadata=metadata)
+
+
+def _write_peft_directory(directory: str, config: dict, state: dict[str, torch.Tensor], kept: dict) -> None:
+    """Write the adapter into a new folder beside ``directory``, then swap it in with renames: an interrupted
+    export leaves the previous directory as it was (or none), never a new config beside old weights. Files of
+    the previous directory other than the adapter's (a README, a tokenizer) are copied into the new one first."""
+    directory = os.path.abspath(directory)
+    parent, base = os.path.split(directory)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    old = f"{staging}.old"
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would make the export private to this user
+        _write_peft_files(staging, config, state, kept)
+        if os.path.isdir(directory):
+            for entry in os.listdir(directory):
+                if entry in (CONFIG_NAME, WEIGHTS_NAME, "adapter_model.bin"):
+                    continue  # the stale adapter: replaced, and a legacy .bin beside the new weights would mislead
+                source = os.path.join(directory, entry)
+                copy = shutil.copytree if os.path.isdir(source) else shutil.copy2
+                copy(source, os.path.join(staging, entry))
+            os.rename(directory, old)
+        try:
+            os.rename(staging, directory)
+        except BaseException:
+            if os.path.isdir(old):
+                os.rename(old, directory)  # the previous directory back in its place
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def export_to_peft(
@@ -302,5 +336,5 @@ def import_from_peft(
             params[key].copy_(tensor.to(params[key].dtype))
             if isinstance(params[key], nn.Parameter):
                 params[key].requires_grad_(trainable)
-    record_trainable(model, [key for key in extra if isinstance(params[key], nn.Parameter)])
+    record_trainable(model, list(extra))  # buffers too (BatchNorm statistics): save_adapter keeps them
     return model

@@ -44,9 +44,9 @@ PRESET_KERNELS = {
     "cosine (rank 2)": lambda n: np.cos(2 * np.pi * np.arange(n) / n),
     "low-pass (3 frequencies)": lambda n: _low_pass(n, 1),
     "difference [1, -1, 0, ...]": lambda n: np.eye(n)[0] - np.eye(n)[1 % n],
-    "moving average [1, 1, 1, 0, ...]/3": lambda n: (
-        np.convolve(np.ones(3), np.eye(n)[0])[:n] / 3 if n >= 3 else np.ones(n) / n
-    ),
+    # The circular mean of three neighbours at every n: at n = 2 the three samples wrap onto two, (2, 1)/3, so the
+    # circulant is singular exactly when 3 divides n (a plain [1/2, 1/2] there would be singular at n = 2 as well).
+    "moving average [1, 1, 1, 0, ...]/3": lambda n: np.bincount(np.arange(3) % n, minlength=n) / 3,
 }
 
 

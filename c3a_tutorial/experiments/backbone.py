@@ -35,9 +35,12 @@ def resolve_model(model: str | os.PathLike | None = None) -> str:
 
 
 def load_classifier(model: str | os.PathLike | None = None, num_labels: int = 2, seed: int = 0):
-    """``(model, tokenizer)``: a pretrained encoder with a fresh ``num_labels``-way classification head.
+    """``(model, tokenizer)``: a pretrained model with a fresh ``num_labels``-way classification head.
 
-    The head (``classifier``) is the only newly initialised part; ``seed`` fixes its initialisation.
+    The head (``classifier`` for BERT, ``score`` for Llama and GPT-2: ``methods.head_names``) is the only newly
+    initialised part; ``seed`` fixes its initialisation. A tokenizer without a padding token (GPT-2's, Llama's)
+    pads with its end-of-sequence token, and the model is told so: a batch of several texts needs padding, and a
+    decoder's classification head reads the last token that is not padding.
     """
     import transformers  # optional: pip install 'c3a-tutorial[finetune]'
 
@@ -57,4 +60,13 @@ def load_classifier(model: str | os.PathLike | None = None, num_labels: int = 2,
             f"Could not load the model {model!r} (resolved to {path!r}): not a local model directory, and not "
             "reachable as a Hugging Face model id (offline?). The offline default is 'all-MiniLM-L6-v2'."
         ) from err
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                f"The tokenizer of {model!r} has neither a padding nor an end-of-sequence token: batches cannot be "
+                "padded. Give the model directory a tokenizer with a pad_token."
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    if classifier.config.pad_token_id is None:
+        classifier.config.pad_token_id = tokenizer.pad_token_id
     return classifier, tokenizer

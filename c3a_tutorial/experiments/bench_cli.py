@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import matplotlib
 import torch
 
+from ..c3a.paths import can_create_in
 from ..cli_types import whole_number
 from .bench import DEFAULT_METHODS, DEFAULT_SHAPES, DEFAULT_TOKENS, TIMERS, TINY, run_benchmark
 from .bench_methods import BENCH_METHODS, fits, parse_method
@@ -124,7 +125,7 @@ def check_writable(paths, force: bool) -> None:
         existing = next(p for p in [folder, *_parents(folder)] if os.path.exists(p))
         if not os.path.isdir(existing):
             raise ValueError(f"{path}: {existing} is a file, so no folder can be made there; choose another path.")
-        if not os.access(existing, os.W_OK | os.X_OK):
+        if not can_create_in(existing):  # tried, not read from permission bits (root ignores them; /sys is read-only)
             raise ValueError(f"{path}: {existing} is not writable; choose another path.")
 
 

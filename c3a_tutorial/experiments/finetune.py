@@ -41,6 +41,7 @@ import torch
 
 from ..c3a.adapter_file import save_adapter
 from ..c3a.inject import name_matches
+from ..c3a.layers import base_features, is_supported_base
 from ..c3a.methods import get_method
 from ..c3a.paths import output_problem
 from ..c3a.peft_io import export_to_peft
@@ -49,7 +50,16 @@ from .config import DEFAULT_HEAD_LR, DEFAULT_LR, DEFAULT_TARGET_MODULES, FULL, M
 from .data import DATASETS, load_dataset
 from .device import pick_device
 from .record import format_table, setting_label
-from .train import MAX_GRAD_NORM, FinetuneResult, build_model, evaluate, finetune, parameter_groups, predict
+from .train import (
+    MAX_GRAD_NORM,
+    FinetuneResult,
+    NonFiniteLossError,
+    build_model,
+    evaluate,
+    finetune,
+    parameter_groups,
+    predict,
+)
 
 ALL = "all"  # --method all: every method, one table
 # One line of help per FinetuneConfig field; build_parser appends each field's default.
@@ -61,7 +71,7 @@ FIELD_HELP = {
     "rank": "LoRA rank r",
     "lora_alpha": "LoRA's alpha: ΔW = (alpha / r)·B·A, fixed across ranks as in PEFT",
     "n_frequency": "FourierFT's trained coefficients per layer (PEFT's baselines, through the sweep)",
-    "target_modules": "the nn.Linear modules to adapt (name suffixes)",
+    "target_modules": "the linear modules to adapt (name suffixes; nn.Linear or GPT-2's Conv1D, e.g. c_attn)",
     "epochs": "passes over the training examples",
     "lr": "adapter learning rate (every weight but the head for full)",
     "head_lr": "learning rate of the new classification head",
@@ -206,12 +216,15 @@ def check_sizes_fit(config: FinetuneConfig, methods: list[str], model: torch.nn.
 
     Each method's layer class judges its own size (C3A's block size must divide the layer).
     """
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    targets = {n: (m.out_features, m.in_features) for n, m in linears if name_matches(n, config.target_modules)}
+    linears = [(n, m) for n, m in model.named_modules() if is_supported_base(m)]  # nn.Linear, GPT-2's Conv1D
+    targets = {
+        n: tuple(reversed(base_features(m))) for n, m in linears if name_matches(n, config.target_modules)
+    }  # (out, in)
     if not targets and any(m != FULL for m in methods):
         endings = sorted({n.rpartition(".")[2] for n, _ in linears})
         raise ValueError(
-            f"--target-modules {' '.join(config.target_modules)} matches no linear layer of the model: an entry "
+            f"--target-modules {' '.join(config.target_modules)} matches no linear layer of the model (nn.Linear or "
+            "GPT-2's Conv1D): an entry "
             f"matches a layer whose name ends with it, and these names end with {endings}."
         )
     shapes = sorted(set(targets.values()))
@@ -346,7 +359,11 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
     main_process = int(os.environ.get("RANK", "0")) == 0
     records, failures = [], []
     for method in methods:
-        result = finetune(replace(config, method=method), data=data)
+        try:
+            result = finetune(replace(config, method=method), data=data)
+        except NonFiniteLossError as err:
+            print(f"error: {err} Nothing of this run was written.", file=sys.stderr)
+            raise SystemExit(1) from err
         if main_process:
             failures += keep_adapter(result, args)
         records.append(result.record)

@@ -7,8 +7,9 @@ order of value:
 
 1. ``tests``: the unit tests that are skipped without CUDA (``tests/c3a/test_cuda.py``: ``gradcheck`` of the operator
    on CUDA in float64 for the GPU and the previous choices, half precision, autocast);
-2. ``operator``: the FFT operator's GPU choices against the previous ones and the dense product, interleaved, with
-   CUDA events, float32 and bf16, plus a CUDA profile of each (kernel time by kind, host time per step);
+2. ``operator``: the operator's paths (FFT with the GPU choices and the previous ones, the dense gather, what
+   ``path="auto"`` picks, the dense gather replayed from one CUDA graph) and LoRA's adapter, interleaved, with CUDA
+   events, float32 and bf16, at the README's cells and at 8k-131k tokens, plus a CUDA profile of each;
 3. ``bench``: ``python -m c3a_tutorial.bench`` on CUDA at the README's shapes and token counts, float32 and bf16, ours
    vs LoRA r=8 vs PEFT's C3A, interleaved, CUDA events, ``--profile``;
 4. ``finetune``: C3A b=24, LoRA r=8 and full fine-tuning of MiniLM in the stored sweep's training settings, one seed,

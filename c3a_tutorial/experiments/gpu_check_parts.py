@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..c3a import block_circulant as bc
+from ..c3a import path_choice
 from ..c3a.methods import get_method
 from .gpu_check import REPO, write_json
 
@@ -112,18 +113,32 @@ def part_tests(part: Part) -> None:
 def _cells(smoke: bool):
     if smoke:
         return [(64, 64, 16, 64), (128, 64, 16, 32)]
-    # The README's three cells, then the issue's target cell (1024², 8k tokens).
-    return [(768, 768, 64, 4096), (1024, 1024, 128, 2048), (3072, 768, 256, 2048), (1024, 1024, 128, 8192)]
+    # The README's three cells, the issue's target cell (1024², 8k tokens), then the kernel-bound token counts where
+    # path_choice's GPU model expects the FFT path to win in float32 (its thresholds there are estimates: this
+    # measures them).
+    return [
+        (768, 768, 64, 4096),
+        (1024, 1024, 128, 2048),
+        (3072, 768, 256, 2048),
+        (1024, 1024, 128, 8192),
+        (1024, 1024, 128, 32768),
+        (1024, 1024, 128, 131072),
+    ]
+
+
+PROFILED_CELL = 3  # index in _cells(False): where each variant's time goes (the target cell); smoke: the last
 
 
 GPU_VARIANTS = {
     "gpu choices": (bc.GPU_CHOICES, "fft"),
     "before (one chunk, CPU's other choices)": (bc.BEFORE_GPU_CHOICES, "fft"),
-    "dense ΔW": (bc.GPU_CHOICES, "dense"),
+    "dense gather": (bc.GPU_CHOICES, "dense"),  # ΔW by one gather, GEMMs (dense_gather.py, issue #28)
+    "auto": (bc.GPU_CHOICES, "auto"),  # whichever path_choice picks; the row records which
 }
 CPU_VARIANTS = {
-    "ours": (bc.CPU_CHOICES, "fft"),
-    "ours, every op threaded (before)": (bc.CPU_CHOICES._replace(threads=False), "fft"),
+    "ours": (bc.CPU_CHOICES, "fft"),  # the CPU default since issue #28: chunks shared only while the machine is busy
+    "ours, torch's intra-op threads": (bc.INTRA_OP_CHOICES, "fft"),
+    "ours, chunks shared among Python threads (before)": (bc.SHARED_CHUNKS_CHOICES, "fft"),
 }
 
 
@@ -151,6 +166,30 @@ def _operator_steps(cell, dtype, device, variants: dict) -> dict:
     return {**{name: ours(*spec) for name, spec in variants.items()}, "lora-r8 adapter": lora}
 
 
+def _cuda_graph_step(cell, dtype, device, path: str = "dense"):
+    """Forward + backward (both gradients) of the operator captured once in a CUDA graph; returns its replay: what a
+    call costs when a whole training step is captured (no host enqueue per op)."""
+    d_out, d_in, b, n = cell
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d_in, generator=g).to(device, dtype).requires_grad_(True)
+    w = torch.randn(d_out // b, d_in // b, b, generator=g).to(device).requires_grad_(True)
+    gy = torch.randn(n, d_out, generator=g).to(device, dtype)
+
+    def run():
+        return torch.autograd.grad(bc.block_circulant_matmul(x, w, path=path, scale=1.0 / d_in), (x, w), gy)
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up outside the capture: cached indices, cuBLAS/cuFFT plans, the allocator
+        for _ in range(3):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run()
+    return graph.replay
+
+
 def part_operator(part: Part) -> None:
     from .profile import profile_device_step
 
@@ -163,16 +202,24 @@ def part_operator(part: Part) -> None:
                 part.cut(f"{cell} {dtype}")
                 continue
             steps = _operator_steps(cell, dtype, part.device, GPU_VARIANTS)
+            if part.device.type == "cuda":
+                try:
+                    steps["dense gather, CUDA graph"] = _cuda_graph_step(cell, dtype, part.device)
+                except Exception as error:  # noqa: BLE001 - a capture that fails must not cost the other variants
+                    part.result.setdefault("graph_errors", []).append(f"{cell} {dtype}: {error!r}")
             times = _interleaved(steps, timer, 3 if part.smoke else 25, part, reserve_s=5)
             d_out, d_in, b, n = cell
             where = {"d_out": d_out, "d_in": d_in, "block_size": b, "tokens": n, "dtype": str(dtype)[6:]}
             row = {**where, "variants": {k: {**_summary(v), "times_ms": v} for k, v in times.items()}}
+            choice = path_choice.choose_path(part.device, dtype, (d_out // b, d_in // b, b), n)
+            row["auto_path"], row["auto_reason"] = choice.path, choice.reason
             new, old = times["gpu choices"], times["before (one chunk, CPU's other choices)"]
             ratios = sorted(o / g for o, g in zip(old, new, strict=True))
             row["before_over_gpu_choices"] = {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
             rows.append(row)
             part.save()
-            if cell == _cells(part.smoke)[-1] and part.left() > 10:  # the target cell: where each variant's time goes
+            profiled = _cells(part.smoke)[-1 if part.smoke else PROFILED_CELL]
+            if cell == profiled and part.left() > 10:  # the target cell: where each variant's time goes
                 for name, step in steps.items():
                     profiles.append({**where, "variant": name, **profile_device_step(step, part.device, repeats=3)})
                 part.save()
@@ -426,8 +473,8 @@ def part_sweep(part: Part) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 6. The CPU operator on the host's cores: ours (chunks shared among threads), ours as before (every op threaded)
-# and LoRA r=8's adapter, interleaved, wall clock, at 1, 2, 4, 8, 16 threads.
+# 6. The CPU operator on the host's cores: ours (the load decides), with torch's intra-op threads, chunks shared
+# among Python threads, and LoRA r=8's adapter, interleaved, wall clock, at 1, 2, 4, 8, 16 threads.
 
 
 def part_threads(part: Part) -> None:

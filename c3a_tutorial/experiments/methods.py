@@ -28,17 +28,28 @@ from torch import nn
 
 from ..c3a import methods as adapter_methods
 from ..c3a.inject import add_adapters, name_matches
+from ..c3a.layers import base_features, is_supported_base
+from ..c3a.targets import task_head_names
 
 if TYPE_CHECKING:  # annotations only: config imports this module
     from .config import FinetuneConfig
 
-HEAD = "classifier"  # the freshly initialised head: trained by every method, never counted as adapter parameters
+HEAD = "classifier"  # BERT's freshly initialised head: trained by every method, never counted as adapter parameters
 
 
-def is_head_parameter(name: str) -> bool:
-    """Whether a parameter name belongs to the classification head, also inside a PEFT wrapper
+def head_names(model: nn.Module) -> list[str]:
+    """The freshly initialised head of ``model`` by the model's class (``classifier`` for BERT, ``score`` for
+    Llama and GPT-2, ``pre_classifier`` and ``classifier`` for DistilBERT), also inside a PEFT wrapper; ``[HEAD]``
+    for a model that is not a transformers task model."""
+    get_base = getattr(model, "get_base_model", None)  # a PeftModel: its model without the wrapper
+    inner = get_base() if callable(get_base) else model
+    return task_head_names(inner) or [HEAD]
+
+
+def is_head_parameter(name: str, heads: list[str] | tuple[str, ...] = (HEAD,)) -> bool:
+    """Whether a parameter name belongs to the head (``heads``: ``head_names(model)``), also inside a PEFT wrapper
     (``base_model.model.classifier.modules_to_save.default.weight``)."""
-    return name.startswith(HEAD + ".") or f".{HEAD}." in name
+    return any(name.startswith(head + ".") or f".{head}." in name for head in heads)
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ def _build_ours(name: str):
         kwargs = config.adapter_size()
         if name == "lora":
             kwargs["alpha"] = config.lora_alpha
-        return add_adapters(model, name, config.target_modules, trainable_modules=[HEAD], **kwargs)
+        return add_adapters(model, name, config.target_modules, trainable_modules=head_names(model), **kwargs)
 
     return build
 
@@ -97,31 +108,31 @@ def _build_peft(make_config: Callable[[object, FinetuneConfig], object]):
             import peft
         except ImportError as err:
             raise ImportError("PEFT's baselines need the peft package: pip install 'c3a-tutorial[peft]'.") from err
-        return peft.get_peft_model(model, make_config(peft, config))
+        return peft.get_peft_model(model, make_config(peft, config, head_names(model)))
 
     return build
 
 
-def _peft_common(config: FinetuneConfig) -> dict:
-    return {"target_modules": list(config.target_modules), "modules_to_save": [HEAD]}
+def _peft_common(config: FinetuneConfig, heads: list[str]) -> dict:
+    return {"target_modules": list(config.target_modules), "modules_to_save": heads}
 
 
 def _lora_family(use_rslora: bool = False, use_dora: bool = False):
-    def make(peft, config):
+    def make(peft, config, heads):
         return peft.LoraConfig(
             r=config.rank, lora_alpha=config.lora_alpha, use_rslora=use_rslora, use_dora=use_dora,
-            **_peft_common(config),
+            **_peft_common(config, heads),
         )  # fmt: skip
 
     return make
 
 
-def _vera(peft, config):
-    return peft.VeraConfig(r=config.rank, **_peft_common(config))
+def _vera(peft, config, heads):
+    return peft.VeraConfig(r=config.rank, **_peft_common(config, heads))
 
 
-def _fourierft(peft, config):
-    return peft.FourierFTConfig(n_frequency=config.n_frequency, **_peft_common(config))
+def _fourierft(peft, config, heads):
+    return peft.FourierFTConfig(n_frequency=config.n_frequency, **_peft_common(config, heads))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,19 +204,21 @@ def get_experiment_method(name: str) -> ExperimentMethod:
 
 
 def target_shapes(model: nn.Module, target_modules) -> list[tuple[int, int]]:
-    """``[(d_out, d_in), ...]`` of the ``nn.Linear`` layers ``target_modules`` names (matched as ``add_adapters``
-    and PEFT match: a list by name suffix, a string as a whole-name regular expression)."""
+    """``[(d_out, d_in), ...]`` of the linear layers (``nn.Linear``, GPT-2's ``Conv1D``) ``target_modules`` names
+    (matched as ``add_adapters`` and PEFT match: a list by name suffix, a string as a whole-name regular
+    expression)."""
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     return [
-        (m.out_features, m.in_features)
+        tuple(reversed(base_features(m)))
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and name_matches(name, targets)
+        if is_supported_base(m) and name_matches(name, targets)
     ]
 
 
 def adapter_parameter_count(model: nn.Module) -> int:
     """Trainable numbers of a built model outside its head: what every method's budget is counted as."""
-    return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not is_head_parameter(n))
+    heads = head_names(model)
+    return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not is_head_parameter(n, heads))
 
 
 __all__ = [
@@ -215,6 +228,7 @@ __all__ = [
     "HEAD",
     "adapter_parameter_count",
     "get_experiment_method",
+    "head_names",
     "is_head_parameter",
     "target_shapes",
 ]

@@ -18,7 +18,9 @@ counts (its times are wall-clock). ``python -m c3a_tutorial.bench --profile`` ad
 On CUDA (``profile_device_step``) the wrapping would time the launches, not the work: there the step runs under
 ``torch.profiler`` with CUDA activity, the GPU time of the kernels each aten op launched is summed by kind (same
 kinds, ``other`` for the rest), and the host time to enqueue a step is set beside the GPU time of a step (CUDA
-events): a step whose host time is the larger is bound by launches and Python, not by the GPU.
+events): a step whose host time is the larger is bound by launches and Python, not by the GPU. The CUDA profile runs
+the path ``path="auto"`` takes there (at the README's sizes the dense gather, see ``c3a/path_choice.py``) and
+records it as ``path``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
 from ..c3a.block_circulant import block_circulant_matmul
+from ..c3a.path_choice import choose_path
 
 try:  # minor page faults: POSIX only
     import resource
@@ -283,9 +286,11 @@ def _profile_cuda(d_out, d_in, block_size, tokens, repeats, dtype, device, scale
     kernel = kernel.to(device, kernel_dtype).requires_grad_(True)
     grad_out = torch.randn(tokens, d_out, generator=generator).to(device, dtype)
     scale = 1.0 / d_in if scale is None else scale
+    # The path the benchmark's C3A row runs on this device (path="auto"): on a GPU mostly the dense gather.
+    path = choose_path(device, dtype, tuple(kernel.shape), tokens).path
 
     def step():
-        torch.autograd.grad(block_circulant_matmul(x, kernel, path="fft", scale=scale), (x, kernel), grad_out)
+        torch.autograd.grad(block_circulant_matmul(x, kernel, path=path, scale=scale), (x, kernel), grad_out)
 
-    where = {"d_out": d_out, "d_in": d_in, "block_size": block_size, "tokens": tokens}
+    where = {"d_out": d_out, "d_in": d_in, "block_size": block_size, "tokens": tokens, "path": path}
     return {**where, "dtype": str(dtype).replace("torch.", ""), **profile_device_step(step, device, repeats)}

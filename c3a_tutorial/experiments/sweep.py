@@ -415,7 +415,8 @@ def run_sweep(
 
 
 def _one_run(config: SweepConfig, phase, method, setting, lr, seed, data, name) -> dict:
-    result = finetune(config.finetune_config(method, setting, lr, seed), data=data)
+    # A diverged run is recorded (its accuracy tells the lr search), not stopped: stop_on_nonfinite_loss=False.
+    result = finetune(config.finetune_config(method, setting, lr, seed), data=data, stop_on_nonfinite_loss=False)
     record = dict(result.record)
     facts = _adapter_facts(result.model)
     del result

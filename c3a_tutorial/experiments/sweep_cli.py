@@ -169,6 +169,25 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     )  # fmt: skip
 
 
+def check_model_and_sizes(config: SweepConfig) -> None:
+    """Load the model once (a path that is not a model fails here) and fit every budget to its target layers
+    (``--methods c3a=7`` is refused with the block sizes that divide them), before the first run."""
+    from ..c3a.methods import METHODS as ADAPTER_METHODS
+    from .backbone import load_classifier
+    from .finetune import check_sizes_fit
+
+    probe, _ = load_classifier(config.model, num_labels=2)
+    for method in config.methods:
+        if method not in ADAPTER_METHODS:  # PEFT's baselines: PEFT checks their sizes when it builds them
+            continue
+        for setting in config.settings[method]:
+            finetune_config = config.finetune_config(method, setting, 1.0, 0)
+            try:
+                check_sizes_fit(finetune_config, [method], probe)
+            except ValueError as err:
+                raise ValueError(f"--methods {method}={setting}: {err}") from err
+
+
 def main(argv: list[str] | None = None) -> dict:
     """The command line. Returns the results file's contents."""
     parser = build_parser()
@@ -182,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
             for method in config.methods:
                 for setting in config.settings[method]:  # every run's settings, as finetune will check them
                     validate_config(config.finetune_config(method, setting, 1.0, 0))
+            check_model_and_sizes(config)
     except ValueError as err:
         parser.error(str(err))
     try:

@@ -29,6 +29,7 @@ progress. Nothing here touches CUDA at import time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from .config import ADAM_EPS, MAX_GRAD_NORM, WEIGHT_DECAY, FinetuneConfig, valid
 from .data import TextDataset, load_dataset
 from .device import pick_device
 from .measure import PeakMemory
-from .methods import get_experiment_method, is_head_parameter
+from .methods import get_experiment_method, head_names, is_head_parameter
 from .record import TrainingLog, make_record
 
 # --------------------------------------------------------------------------------------------------
@@ -66,10 +67,10 @@ def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float, eps: flo
     fine-tuning, PEFT's methods): the head at ``head_lr``, every other trainable parameter at ``lr``, ε as given."""
     if adapter_layers(model):
         return adapter_parameter_groups(model, lr, head_lr, eps)
-    head, body = [], []
+    head, body, heads = [], [], head_names(model)
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (head if is_head_parameter(name) else body).append(param)
+            (head if is_head_parameter(name, heads) else body).append(param)
     groups = [{"params": body, "lr": lr, "eps": eps}, {"params": head, "lr": head_lr, "eps": eps}]
     return [g for g in groups if g["params"]]
 
@@ -288,8 +289,25 @@ def predict(model, tokenizer, texts: list[str], max_length: int = 128, batch_siz
 # The loop
 
 
-def train(run: Run) -> TrainingLog:
-    """Train for ``config.epochs`` epochs (or ``max_steps`` steps), evaluating after each epoch."""
+class NonFiniteLossError(ValueError):
+    """The training loss became nan or inf: training stopped at that step (every later step would be noise)."""
+
+
+def _check_finite(loss: float, step: int, config: FinetuneConfig) -> None:
+    if math.isfinite(loss):
+        return
+    raise NonFiniteLossError(
+        f"The training loss is {loss} at step {step} of the {config.method} run (lr {config.resolved_lr():g}, "
+        f"head_lr {config.resolved_head_lr():g}): training stopped there. A learning rate this large diverges; "
+        f"this method's default lr is {get_experiment_method(config.method).default_lr:g} (--lr, --head-lr)."
+    )
+
+
+def train(run: Run, stop_on_nonfinite_loss: bool = True) -> TrainingLog:
+    """Train for ``config.epochs`` epochs (or ``max_steps`` steps), evaluating after each epoch.
+
+    A nan or inf training loss raises ``NonFiniteLossError`` at that step, naming the learning rates, unless
+    ``stop_on_nonfinite_loss=False`` (the sweep: a diverged run is a result of its learning-rate search)."""
     log, show = TrainingLog(), run.config.progress and run.rank == 0
     start = time.perf_counter()
     bar = tqdm(total=run.total_steps, desc=run.config.method, disable=not show)
@@ -302,6 +320,8 @@ def train(run: Run) -> TrainingLog:
                     break
                 t0 = time.perf_counter()
                 loss = train_step(run, batch)
+                if stop_on_nonfinite_loss:  # the same on every process: the loss is all-reduced
+                    _check_finite(loss, log.steps + 1, run.config)
                 log.step_times.append(time.perf_counter() - t0)
                 log.losses.append(round(loss, 5))
                 bar.update(1)
@@ -358,16 +378,22 @@ class FinetuneResult:
     data: TextDataset
 
 
-def finetune(config: FinetuneConfig | None = None, data: TextDataset | None = None, **overrides) -> FinetuneResult:
+def finetune(
+    config: FinetuneConfig | None = None,
+    data: TextDataset | None = None,
+    stop_on_nonfinite_loss: bool = True,
+    **overrides,
+) -> FinetuneResult:
     """Run one fine-tuning as ``config`` says, with ``overrides`` replacing its fields (or the defaults').
 
     ``data`` is the ``TextDataset`` to use (default: ``load_dataset(config.dataset)``). Under ``torchrun``
-    every rank returns the same record.
+    every rank returns the same record. A nan or inf training loss stops the run with ``NonFiniteLossError``
+    (naming the learning rates), unless ``stop_on_nonfinite_loss=False``.
     """
     config = FinetuneConfig(**overrides) if config is None else replace(config, **overrides)
     validate_config(config)
     run = set_up(config, data)
-    log = train(run)
+    log = train(run, stop_on_nonfinite_loss)
     show = config.progress and run.rank == 0
     test_metrics = evaluate(run.plain_model, run.loaders["test"], run.device, run.autocast, show)
     record = make_record(run, log, test_metrics, rank_checksums(run))

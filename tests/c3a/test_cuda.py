@@ -1,7 +1,8 @@
 """The operator and the layers on CUDA (skipped without one; ``make gpu-check`` runs them on a GPU machine).
 
 ``gradcheck`` in float64 for both inputs, odd and even ``b``, under the GPU's choices and the previous ones; the FFT
-path against the dense product in float32 at a realistic size; a layer under bf16 autocast.
+path, the dense gather and "auto" against the dense product in float32 at a realistic size; gradgradcheck of the
+dense gather; a layer under bf16 autocast.
 """
 
 import pytest
@@ -21,16 +22,33 @@ def test_cuda_gradcheck_float64(shape, preset):  # pragma: no cover - runs only 
     kernel = torch.randn(m, n, b, dtype=torch.float64, device="cuda", requires_grad=True)
     x = torch.randn(5, n * b, dtype=torch.float64, device="cuda", requires_grad=True)
     with bc.use_choices("cuda", CHOICES[preset]):
-        assert torch.autograd.gradcheck(lambda x, k: block_circulant_matmul(x, k, scale=0.7), (x, kernel))
+        assert torch.autograd.gradcheck(lambda x, k: block_circulant_matmul(x, k, path="fft", scale=0.7), (x, kernel))
 
 
-@pytest.mark.parametrize("preset", CHOICES)
-def test_cuda_fft_path_matches_dense_at_a_real_size(preset):  # pragma: no cover
+# Each FFT preset, then the dense gather and what "auto" picks (the dense gather at this size, see path_choice).
+REAL_SIZE_CASES = [(preset, "fft") for preset in CHOICES] + [("gpu", "dense"), ("gpu", "auto")]
+
+
+@pytest.mark.parametrize("path", ["dense", "auto"])
+@pytest.mark.parametrize("shape", [(3, 2, 8), (2, 3, 7), (1, 1, 9)], ids=str)
+def test_cuda_other_paths_gradcheck_and_gradgradcheck_float64(shape, path):  # pragma: no cover
+    m, n, b = shape
+    kernel = torch.randn(m, n, b, dtype=torch.float64, device="cuda", requires_grad=True)
+    x = torch.randn(5, n * b, dtype=torch.float64, device="cuda", requires_grad=True)
+
+    def f(x, k):
+        return block_circulant_matmul(x, k, path=path, scale=0.7)
+
+    assert torch.autograd.gradcheck(f, (x, kernel)) and torch.autograd.gradgradcheck(f, (x, kernel))
+
+
+@pytest.mark.parametrize("preset,path", REAL_SIZE_CASES)
+def test_cuda_each_path_matches_dense_at_a_real_size(preset, path):  # pragma: no cover
     kernel = torch.randn(8, 8, 128, device="cuda", requires_grad=True)
     x = torch.randn(4096, 1024, device="cuda", requires_grad=True)
     g = torch.randn(4096, 1024, device="cuda")
     with bc.use_choices("cuda", CHOICES[preset]):
-        out = block_circulant_matmul(x, kernel, scale=1 / 1024)
+        out = block_circulant_matmul(x, kernel, path=path, scale=1 / 1024)
         grads = torch.autograd.grad(out, (x, kernel), g)
     x64, k64 = x.double(), kernel.double()
     dense = (x64 @ block_circulant(k64).T) / 1024

@@ -110,12 +110,20 @@ def test_autocast_is_switched_off_inside():
     assert layer.kernel.grad is not None and layer.kernel.grad.dtype == torch.float32
 
 
-def test_auto_path_is_the_fft_path_and_bad_paths_are_refused():
-    kernel = torch.randn(2, 2, 4, dtype=torch.float64)
-    x = torch.randn(3, 8, dtype=torch.float64)
-    assert torch.equal(block_circulant_matmul(x, kernel, path="auto"), block_circulant_matmul(x, kernel, path="fft"))
+def test_auto_path_is_the_path_explain_path_names_and_bad_paths_are_refused():
+    from c3a_tutorial.c3a.path_choice import explain_path
+
+    for shape, tokens in (((2, 2, 4), 3), ((8, 8, 128), 16)):  # a tiny layer (dense) and a README cell (fft)
+        kernel = torch.randn(shape, dtype=torch.float64)
+        x = torch.randn(tokens, shape[1] * shape[2], dtype=torch.float64)
+        chosen = explain_path(x, kernel).path
+        assert torch.equal(
+            block_circulant_matmul(x, kernel, path="auto"), block_circulant_matmul(x, kernel, path=chosen)
+        )
+    assert explain_path(torch.randn(3, 8), torch.randn(2, 2, 4)).path == "dense"
+    assert explain_path(torch.randn(16, 1024), torch.randn(8, 8, 128)).path == "fft"
     with pytest.raises(ValueError, match="path='fast' is not one of"):
-        block_circulant_matmul(torch.randn(3, 8), kernel, path="fast")
+        block_circulant_matmul(torch.randn(3, 8), torch.randn(2, 2, 4), path="fast")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -29,8 +29,9 @@ def test_adapters_stay_float32_and_train_in_a_half_precision_model(tmp_path, dty
     )
     torch.manual_seed(0)
     base = transformers.BertForSequenceClassification(config).to(dtype).eval()
-    # No trainable_modules: a head would keep the model's dtype, and Adam's eps=1e-8 underflows in fp16.
-    model = add_adapters(copy.deepcopy(base), method, ["query", "value"], **kwargs)
+    # trainable_modules=[]: no head (the task's head opens by default), as a head would keep the model's dtype,
+    # and Adam's eps=1e-8 underflows in fp16.
+    model = add_adapters(copy.deepcopy(base), method, ["query", "value"], trainable_modules=[], **kwargs)
     trainable = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and set(trainable.values()) == {torch.float32}
     ids = torch.randint(0, 100, (4, 9), generator=torch.Generator().manual_seed(1))

@@ -2,12 +2,14 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from c3a_tutorial import (
     C3ALinear,
     LoRALinear,
     adapter_layers,
     add_adapters,
+    disable_adapters,
     format_trainable_parameters,
     load_adapter,
     merge_adapters,
@@ -343,26 +345,36 @@ def test_a_failed_add_adapters_leaves_every_layer_as_it_was():
     assert {n: p.requires_grad for n, p in model.named_parameters()} == state and len(adapter_layers(model)) == 1
 
 
-def test_save_pretrained_of_an_adapted_model_is_refused_until_merged(tmp_path):
-    """Issue #18: save_pretrained before merging wrote query.base_layer.weight + query.kernel, and a plain
-    from_pretrained re-initialised query/value at random. Refused, pointing to what works; nothing written."""
+def test_save_pretrained_of_an_adapted_model_reloads_both_ways_and_travels_with_a_copy(tmp_path):
+    """Issue #18 refused save_pretrained on an adapted model (a plain from_pretrained re-initialised query/value
+    at random); issue #26 makes it write a checkpoint that reloads exactly into the adapted model and as the
+    merged model into a plain one (tests/c3a/test_trainer.py). A merged adapter is refused: nothing written."""
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(
         vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
     )
     model = transformers.BertForSequenceClassification(config).eval()
     add_adapters(model, "c3a", ["query", "value"], block_size=8, trainable_modules=["classifier"])
-    with pytest.raises(ValueError, match=r"has c3a adapters.*merge_and_unload\(model\)\.save_pretrained.*save_adapter"):
-        model.save_pretrained(tmp_path / "checkpoint")
-    assert not (tmp_path / "checkpoint").exists()
-    copied = copy.deepcopy(model)  # the refusal travels with a copy, and a pickle, of the adapted model
-    with pytest.raises(ValueError, match="merge_and_unload"):
-        copied.save_pretrained(tmp_path / "checkpoint")
+    _randomise(model)
+    copied = copy.deepcopy(model)  # the copy's save_pretrained saves the copy, not the original
+    with torch.no_grad():
+        adapter_layers(copied)["bert.encoder.layer.0.attention.self.query"].kernel.add_(1.0)
+    copied.save_pretrained(tmp_path / "copy")
+    fresh = transformers.BertForSequenceClassification(config).eval()
+    add_adapters(fresh, "c3a", ["query", "value"], block_size=8, trainable_modules=["classifier"])
+    fresh.load_state_dict(load_file(str(tmp_path / "copy" / "model.safetensors")))  # strict: no stray keys
+    for name, tensor in copied.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
     torch.save(model, tmp_path / "whole.pt")
+    merge_adapters(model)
+    with pytest.raises(ValueError, match=r"are merged: call unmerge_adapters\(model\).*Nothing was written"):
+        model.save_pretrained(tmp_path / "merged_checkpoint")
+    assert not (tmp_path / "merged_checkpoint").exists()
     merge_and_unload(model).save_pretrained(tmp_path / "merged")
     unload(copied).save_pretrained(tmp_path / "unloaded")
-    assert (tmp_path / "merged" / "model.safetensors").is_file()
-    assert (tmp_path / "unloaded" / "model.safetensors").is_file()
+    for folder in ("merged", "unloaded"):  # the class's own save_pretrained again: plain names only
+        keys = load_file(str(tmp_path / folder / "model.safetensors")).keys()
+        assert not any("base_layer" in k or "kernel" in k for k in keys), folder
 
 
 def _adam_path(scale, lr, groups: bool, steps=8):
@@ -417,3 +429,28 @@ def test_adapter_parameter_groups_split_adapters_and_head(tiny_model):
     assert groups["lora scale=4"]["eps"] == pytest.approx(4e-8) and len(groups["lora scale=4"]["params"]) == 4
     with pytest.raises(ValueError, match="eps must be a positive finite number"):
         adapter_parameter_groups(tiny_model, lr=3.0, head_lr=3e-3, eps=0.0)
+
+
+@pytest.mark.parametrize("method, size", [("c3a", {"block_size": 4}), ("lora", {"rank": 2})])
+def test_disable_adapters_runs_the_base_model_exactly_and_brings_them_back(tiny_model, method, size):
+    """PEFT's disable_adapter(): a reference forward of the base model, the adapters back afterwards, also after
+    an exception in the block."""
+    x = torch.randn(4, 12, dtype=torch.float64)
+    base = tiny_model(x)
+    add_adapters(tiny_model, method, ["query", "value"], **size)
+    _randomise(tiny_model)
+    adapted = tiny_model(x)
+    assert not torch.allclose(adapted, base)
+    with disable_adapters(tiny_model):
+        torch.testing.assert_close(tiny_model(x), base, atol=0, rtol=0)
+    torch.testing.assert_close(tiny_model(x), adapted, atol=0, rtol=0)
+    with pytest.raises(RuntimeError, match="inside the block"), disable_adapters(tiny_model):
+        raise RuntimeError("inside the block")
+    torch.testing.assert_close(tiny_model(x), adapted, atol=0, rtol=0)
+    merge_adapters(tiny_model)  # merged adapters are taken out for the block and merged again after it
+    with disable_adapters(tiny_model):
+        torch.testing.assert_close(tiny_model(x), base, atol=1e-12, rtol=0)
+    assert all(layer.merged for layer in adapter_layers(tiny_model).values())
+    torch.testing.assert_close(tiny_model(x), adapted, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="no adapters"), disable_adapters(unload(tiny_model)):
+        pass

@@ -7,7 +7,12 @@ import torch
 from c3a_tutorial import block_circulant, block_circulant_matmul
 from c3a_tutorial.c3a import block_circulant as bc
 
-PRESETS = {"cpu": bc.CPU_CHOICES, "gpu": bc.GPU_CHOICES, "before-gpu": bc.BEFORE_GPU_CHOICES}
+PRESETS = {
+    "cpu": bc.CPU_CHOICES,
+    "shared chunks": bc.SHARED_CHUNKS_CHOICES,
+    "gpu": bc.GPU_CHOICES,
+    "before-gpu": bc.BEFORE_GPU_CHOICES,
+}
 # (d_out // b, d_in // b, b): narrow and wide outputs, forward and backward, odd and even b.
 SHAPES = [(9, 2, 4), (2, 9, 3), (3, 3, 5), (8, 8, 2)]
 
@@ -62,21 +67,61 @@ def test_gpu_choices_return_the_inputs_dtype_without_a_copy():
     torch.testing.assert_close(out.float(), expected, atol=0.05 * expected.abs().max().item(), rtol=0.02)
 
 
+def test_cpu_default_shares_chunks_only_while_the_machine_is_busy(monkeypatch, two_threads):
+    """Measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): torch's intra-op threads
+    win on a quiet machine, chunks shared among Python threads on a busy one; the CPU default follows the load."""
+    assert bc.CPU_CHOICES.threads == "when busy" and bc.SHARED_CHUNKS_CHOICES.threads is True
+    if not bc._openmp():
+        pytest.skip("torch's CPU backend is not OpenMP: the operator does not share chunks among threads")
+    cpu = torch.device("cpu")
+    for others, shared in ((0.0, False), (0.4, False), (1.0, True), (3.0, True)):
+        monkeypatch.setattr(bc, "_others_load", lambda others=others: others)
+        assert bc._busy(2) is shared and bc._busy(1) is (others > 1.5)
+        assert bc._plan(4096, 768, 768, torch.float32, cpu).threads == (2 if shared else 1)
+    torch.set_num_threads(1)
+    assert bc._plan(4096, 768, 768, torch.float32, cpu).threads == 1  # one thread: nothing to share, whatever the load
+
+
+def test_the_load_reading_subtracts_this_processs_own_work(monkeypatch):
+    """A process that keeps its cores busy must not look busy to itself: its CPU time per second leaves the load."""
+    clock = {"wall": 1000.0, "cpu": 0.0}
+    monkeypatch.setattr(bc.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(bc.time, "process_time", lambda: clock["cpu"])
+    monkeypatch.setattr(bc.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    monkeypatch.setattr(bc, "_load", {"wall": None, "cpu": 0.0, "own": 2.0, "others": 0.0})
+    assert bc._others_load() == 0.0  # this process ran two threads flat out for the last minute: nobody else
+    clock["wall"] += 0.5  # within _LOAD_SECONDS: the reading is reused
+    monkeypatch.setattr(bc.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    assert bc._others_load() == 0.0
+    clock["wall"] += 600.0  # ten idle minutes later (no CPU time of ours), load 5: five others
+    assert bc._others_load() == pytest.approx(5.0, abs=1e-3)
+
+
 def test_plan_shares_chunks_among_threads_only_where_asked(monkeypatch, two_threads):
     cpu = torch.device("cpu")
-    plan = bc._plan(4096, 768, 768, torch.float32, cpu)
-    assert plan.threads == 2 and plan.rows == bc._chunk_rows(768, 768, torch.float32, cpu)
-    assert plan.chunks[0] == (0, plan.rows) and plan.chunks[-1][1] == 4096
-    # Few tokens: chunks shrink so that every thread gets one (at least 8 rows each).
-    small = bc._plan(40, 768, 768, torch.float32, cpu)
-    assert small.threads == 2 and small.rows == 20 and small.chunks == [(0, 20), (20, 40)]
-    assert bc._plan(8, 768, 768, torch.float32, cpu).threads == 1
-    # Not while backward is itself being differentiated, not with the thread choice off, not off the CPU.
-    assert bc._plan(4096, 768, 768, torch.float32, cpu, parallel=False).threads == 1
-    with bc.use_choices("cpu", bc.CPU_CHOICES._replace(threads=False)):
-        assert bc._plan(4096, 768, 768, torch.float32, cpu).threads == 1
+    if not bc._openmp():
+        pytest.skip("torch's CPU backend is not OpenMP: the operator does not share chunks among threads")
+    with bc.use_choices("cpu", bc.SHARED_CHUNKS_CHOICES):
+        plan = bc._plan(4096, 768, 768, torch.float32, cpu)
+        assert plan.threads == 2 and plan.rows == bc._chunk_rows(768, 768, torch.float32, cpu)
+        assert plan.chunks[0] == (0, plan.rows) and plan.chunks[-1][1] == 4096
+        # Few tokens: chunks shrink so that every thread gets one (at least 8 rows each).
+        small = bc._plan(40, 768, 768, torch.float32, cpu)
+        assert small.threads == 2 and small.rows == 20 and small.chunks == [(0, 20), (20, 40)]
+        assert bc._plan(8, 768, 768, torch.float32, cpu).threads == 1
+        assert bc._plan(4096, 768, 768, torch.float32, cpu, parallel=False).threads == 1
     meta = bc._plan(4096, 768, 768, torch.float32, torch.device("meta"))
     assert meta.threads == 1 and meta.chunks == [(0, 4096)]
+
+
+def test_an_odd_token_count_gives_each_of_two_threads_one_chunk(two_threads):
+    if not bc._openmp():
+        pytest.skip("torch's CPU backend is not OpenMP: the operator does not share chunks among threads")
+    with bc.use_choices("cpu", bc.SHARED_CHUNKS_CHOICES):
+        plan = bc._plan(41, 768, 768, torch.float32, torch.device("cpu"))
+        assert plan.threads == 2 and plan.chunks == [(0, 21), (21, 41)]
+        assert [plan.chunks[i :: plan.threads] for i in range(plan.threads)] == [[(0, 21)], [(21, 41)]]
+        _check_against_dense((3, 3, 5), tokens=41)  # and the two uneven chunks compute the right thing
 
 
 def test_many_torch_threads_share_the_chunks_among_at_most_max_workers():
@@ -85,8 +130,9 @@ def test_many_torch_threads_share_the_chunks_among_at_most_max_workers():
     saved = torch.get_num_threads()
     torch.set_num_threads(16)
     try:
-        plan = bc._plan(4096, 768, 768, torch.float32, torch.device("cpu"))
-        few = bc._plan(64, 768, 768, torch.float32, torch.device("cpu"))
+        with bc.use_choices("cpu", bc.SHARED_CHUNKS_CHOICES):
+            plan = bc._plan(4096, 768, 768, torch.float32, torch.device("cpu"))
+            few = bc._plan(64, 768, 768, torch.float32, torch.device("cpu"))
     finally:
         torch.set_num_threads(saved)
     if not bc._openmp():

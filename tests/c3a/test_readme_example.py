@@ -107,3 +107,27 @@ def test_readme_evaluates_an_adapter_the_command_line_saved(tmp_path, monkeypatc
     labels = torch.tensor([label for _, label in result.data.test])
     assert namespace["accuracy"] == pytest.approx((expected.argmax(-1) == labels).float().mean().item())
     assert f"test accuracy {namespace['accuracy']:.3f} on {len(texts)} examples" in capsys.readouterr().out
+
+
+def test_readme_trainer_example_runs_checkpoints_and_disables(tmp_path, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    model_path = make_tiny_bert(tmp_path / "tiny_bert")
+    generator = torch.Generator().manual_seed(0)
+    train_dataset = [
+        {"input_ids": torch.randint(0, 1000, (8,), generator=generator), "labels": torch.tensor(i % 3)}
+        for i in range(16)
+    ]
+    batch = {"input_ids": torch.randint(0, 1000, (2, 8), generator=generator)}
+    monkeypatch.chdir(tmp_path)
+    namespace = {"model_path": str(model_path), "train_dataset": train_dataset, "batch": batch}
+    exec(compile(readme_block("Trainer("), str(README), "exec"), namespace)
+    assert (tmp_path / "checkpoints" / "checkpoint-2" / "model.safetensors").is_file()
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=3)
+    model = namespace["model"]
+    base.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if "kernel" not in k and "base_layer" not in k}, strict=False
+    )  # the trained head, and the base weights, without the adapters
+    with torch.no_grad():
+        torch.testing.assert_close(namespace["reference"], base.eval()(**batch).logits, atol=0, rtol=0)
+        assert not torch.allclose(model.eval()(**batch).logits, namespace["reference"])

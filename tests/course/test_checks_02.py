@@ -49,7 +49,7 @@ def test_circulant_lstsq_accepts_the_answer_and_its_reference_is_pinv(capsys):
         c = nb02_fft.spectrum_kernel(n, zeros, seed=3)
         y = np.random.default_rng(n).standard_normal(n)
         want = np.linalg.pinv(scipy.linalg.circulant(c), rtol=1e-10) @ y
-        np.testing.assert_allclose(nb02_fft.reference_lstsq(c, y), want, atol=1e-10)
+        np.testing.assert_allclose(_lstsq(c, y), want, atol=1e-10)
 
 
 def test_spectrum_kernel_is_singular_exactly_where_asked():
@@ -63,15 +63,35 @@ def test_spectrum_kernel_is_singular_exactly_where_asked():
                 assert all(0.5 - 1e-9 <= magnitudes[k] <= 1.5 + 1e-9 for k in range(n) if k not in zero_set)
 
 
-def test_kernel_fit_accepts_the_answer_and_its_references_agree(capsys):
+def _dense_fit(X, Y):
+    """The least-squares kernel solved densely over the stacked circulant(x_t) (a method the checker refuses)."""
+    return np.linalg.lstsq(np.concatenate([scipy.linalg.circulant(x) for x in X]), Y.reshape(-1), rcond=None)[0]
+
+
+def test_kernel_fit_accepts_the_answer_and_it_solves_the_normal_equations(capsys):
     checks.check_kernel_fit(_fit)
     checks.check_kernel_fit(_fit, lengths=(5, 10), tokens=3, seed=31)
     assert "Correct" in capsys.readouterr().out
     X, Y = next(nb02_fft._fit_cases(3, (6,), 5))
-    c = nb02_fft.least_squares_kernel(X, Y)
+    c = _dense_fit(X, Y)
     A = np.concatenate([scipy.linalg.circulant(x) for x in X])
     np.testing.assert_allclose(A.T @ (A @ c - Y.reshape(-1)), 0, atol=1e-10)  # the normal equations hold
-    np.testing.assert_allclose(nb02_fft.fft_kernel_fit(X, Y), c, atol=1e-10)
+    np.testing.assert_allclose(_fit(X, Y), c, atol=1e-10)
+
+
+def test_no_checker_module_hands_out_an_answer():
+    """The answers do not ship with the package: none of these one-line answers exists any more (issue #25)."""
+    from c3a_tutorial.course.checks import nb01_circulant, nb03_block_circulant, nb04_layer, nb05_finetuning
+
+    gone = {
+        nb01_circulant: ("thresholded", "singular_for_every_n"),
+        nb02_fft: ("reference_lstsq", "fft_kernel_fit", "least_squares_kernel"),
+        nb03_block_circulant: ("smallest_good_rank", "suggest_block_size", "project_block_circulant", "LoRALinear"),
+        nb04_layer: ("_dense_grads", "reverse_kernel"),
+        nb05_finetuning: ("_energy_rank", "_strict_rank"),
+    }
+    for module, names in gone.items():
+        assert not [name for name in names if hasattr(module, name)], module.__name__
 
 
 # ------------------------------------------------------------------ typical wrong answers, by name
@@ -184,7 +204,7 @@ def _no_conj(X, Y):
 
 
 FIT_MISTAKES = {
-    "dense lstsq over stacked circulants": (nb02_fft.least_squares_kernel, "circulant\\(\\) is not allowed here"),
+    "dense lstsq over stacked circulants": (_dense_fit, "circulant\\(\\) is not allowed here"),
     "averaged ratios": (
         lambda X, Y: np.fft.irfft((np.fft.rfft(Y, axis=1) / np.fft.rfft(X, axis=1)).mean(axis=0), n=X.shape[1]),
         "averaged the per-token ratios",
@@ -211,3 +231,64 @@ def test_the_messages_do_not_hand_over_the_formula():
     for answer in (_no_conj, FIT_MISTAKES["averaged ratios"][0]):
         message = rejects(".", checks.check_kernel_fit, answer)
         assert "Σ_t ŷ_t[k]·conj(x̂_t[k])" not in message and "/ Σ_t |x̂_t[k]|²" not in message
+
+
+# ------------------------------------------------------------------ crashes and typical slips named (issue #25)
+
+
+def test_unpadded_spectra_crash_becomes_the_padding_hint():
+    message = rejects(
+        "failed with ValueError: operands could not be broadcast.*different lengths.*rfft\\(a, N\\)",
+        checks.check_fft_convolve,
+        lambda a, b: np.fft.irfft(np.fft.rfft(a) * np.fft.rfft(b)),
+    )
+    assert "Traceback" not in message
+
+
+def _fit_mean_numerator(X, Y):
+    X_hat, Y_hat = np.fft.rfft(X, axis=1), np.fft.rfft(Y, axis=1)
+    return np.fft.irfft((Y_hat * X_hat.conj()).mean(axis=0) / (np.abs(X_hat) ** 2).sum(axis=0), n=X.shape[1])
+
+
+def _fit_along_tokens(X, Y):
+    X_hat, Y_hat = np.fft.fft(X, axis=0), np.fft.fft(Y, axis=0)
+    return np.fft.ifft((Y_hat * X_hat.conj()).sum(axis=0) / (np.abs(X_hat) ** 2).sum(axis=0)).real
+
+
+def test_kernel_fit_names_a_mean_for_a_sum_and_the_wrong_axis():
+    rejects(
+        "divided by the number of tokens \\(5\\): one of your two sums", checks.check_kernel_fit, _fit_mean_numerator
+    )
+    rejects("an FFT of yours ran along the tokens", checks.check_kernel_fit, _fit_along_tokens)
+    rejects("ran along the tokens", checks.check_kernel_fit, _fit_along_tokens, lengths=(5, 10), tokens=3, seed=31)
+
+
+def test_the_large_cases_are_checked_by_properties_not_a_stored_answer():
+    """A right answer on the small cases that is wrong at the large n fails the normal-equation checks."""
+
+    def wrong_when_large(c, y, rtol=1e-10):  # at the large n, keeps fft(y) where fft(c) is zero: not the shortest
+        c_hat, y_hat = np.fft.rfft(c), np.fft.rfft(y)
+        keep = np.abs(c_hat) > rtol * np.abs(c_hat).max()
+        x_hat = y_hat.copy() if len(c) > 1000 else np.zeros_like(y_hat)
+        x_hat[keep] = y_hat[keep] / c_hat[keep]
+        return np.fft.irfft(x_hat, n=len(c))
+
+    rejects("for a large n = 4097 .* differs from pinv", checks.check_circulant_lstsq, wrong_when_large)
+
+    def fit_wrong_when_large(X, Y):
+        return _fit(X, Y) * (1.001 if X.shape[1] > 1000 else 1.0)
+
+    rejects("for a large n = 4097 .* not the least-squares kernel", checks.check_kernel_fit, fit_wrong_when_large)
+
+
+def test_an_fft_round_trip_of_a_hand_computed_answer_fails():
+    """The result may come out of an FFT and still not be computed by one: each input must go through an FFT."""
+
+    def round_trip(a, b):
+        n = len(a) + len(b) - 1
+        padded = np.concatenate([np.zeros(len(b) - 1), a, np.zeros(len(b) - 1)])
+        by_hand = np.array([padded[i : i + len(b)] @ b[::-1] for i in range(n)])
+        np.fft.rfft(a, n)
+        return np.fft.irfft(np.fft.rfft(by_hand), n=n)
+
+    rejects("no FFT of yours transformed b", checks.check_fft_convolve, round_trip)

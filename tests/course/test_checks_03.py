@@ -11,8 +11,7 @@ import torch
 
 from c3a_tutorial import block_circulant, lora_rank_for_budget, suggest_block_size, valid_block_sizes
 from c3a_tutorial.course import checks
-from c3a_tutorial.course.checks import nb03_block_circulant as nb03
-from c3a_tutorial.course.explorer import rank_options
+from c3a_tutorial.course.explorer import explorer_state, rank_options
 from c3a_tutorial.course.fitting import best_c3a_kernel, project_block_circulant
 from c3a_tutorial.course.spectral import keep_frequencies
 
@@ -298,21 +297,29 @@ def test_block_kernel_with_rank():
 # ------------------------------------------------------------------ the explorer task
 
 
+def _smallest_good_rank(target, b, within):
+    best = explorer_state(target, b).c3a_error
+    for label, keep in rank_options(target, b):
+        if explorer_state(target, b, keep=keep).c3a_error <= best + within:
+            return int(label)
+
+
 def test_smallest_good_rank_reference_and_checker(capsys):
-    assert nb03.smallest_good_rank("shift-structured", 32, 0.01) == 66
-    assert nb03.smallest_good_rank("random", 8, 0.005) == 192  # a random target needs every frequency
-    checks.check_smallest_good_rank(nb03.smallest_good_rank, "shift-structured", b=32, within=0.01)
+    assert _smallest_good_rank("shift-structured", 32, 0.01) == 66
+    assert _smallest_good_rank("random", 8, 0.005) == 192  # a random target needs every frequency
+    checks.check_smallest_good_rank(_smallest_good_rank, "shift-structured", b=32, within=0.01)
+    checks.check_smallest_good_rank(_smallest_good_rank, "random", b=8, within=0.005)
     assert "rank 66 of 192 (keeping 11 of 32 frequencies)" in capsys.readouterr().out
 
 
 def _next_option(target, b, within):  # one slider step too far: off by one
     labels = [int(label) for label, _ in rank_options(target, b)]
-    return labels[labels.index(nb03.smallest_good_rank(target, b, within)) + 1]
+    return labels[labels.index(_smallest_good_rank(target, b, within)) + 1]
 
 
 def _previous_option(target, b, within):
     labels = [int(label) for label, _ in rank_options(target, b)]
-    return labels[labels.index(nb03.smallest_good_rank(target, b, within)) - 1]
+    return labels[labels.index(_smallest_good_rank(target, b, within)) - 1]
 
 
 EXPLORER_MISTAKES = {
@@ -328,3 +335,47 @@ EXPLORER_MISTAKES = {
 def test_smallest_good_rank_rejects(mistake):
     answer, message = EXPLORER_MISTAKES[mistake]
     rejects(message, checks.check_smallest_good_rank, answer, "shift-structured", b=32, within=0.01)
+
+
+def _reshape_only(T, b):  # "blocks" by a reshape alone: each is pieces of rows of several blocks
+    d_out, d_in = T.shape
+    blocks = T.reshape(d_out // b, d_in // b, b, b)
+    p = np.arange(b)[:, None]
+    return block_circulant(blocks[:, :, p, (p - np.arange(b)) % b].mean(axis=2))
+
+
+def _untransposed_index(T, b):  # the (m, b, n, b) reshape indexed as if the block axes came first: it crashes
+    d_out, d_in = T.shape
+    blocks = T.reshape(d_out // b, b, d_in // b, b)
+    kernel = np.zeros((d_out // b, d_in // b, b))
+    for k in range(b):
+        p = np.arange(b)
+        kernel[:, :, k] = blocks[:, p, :, (p - k) % b].mean(axis=1)
+    return block_circulant(kernel)
+
+
+def test_projection_names_blocks_cut_without_the_transpose():
+    rejects("your blocks are not T's b × b blocks: T.reshape\\(2, 3, 4, 4\\) alone", checks.check_c3a_projection,
+            _reshape_only, d_out=8, d_in=12, b=4)  # fmt: skip
+    rejects("failed with ValueError: could not broadcast.*transpose\\(0, 2, 1, 3\\)", checks.check_c3a_projection,
+            _untransposed_index, d_out=8, d_in=12, b=4)  # fmt: skip
+
+
+def test_lora_layer_refuses_the_package_layer_however_it_is_reached():
+    from c3a_tutorial import LoRALinear
+
+    class Subclass(LoRALinear):
+        def __init__(self, base_layer, r, alpha):
+            super().__init__(base_layer, rank=r, alpha=alpha)
+
+    rejects("c3a_tutorial.LoRALinear\\(\\) is not allowed here.*a base class of Subclass", checks.check_lora_layer,
+            Subclass)  # fmt: skip
+
+    class Holder(torch.nn.Module):
+        impl = LoRALinear  # held as a class attribute
+
+        def __init__(self, base_layer, r, alpha):
+            super().__init__()
+            self.inner = Holder.impl(base_layer, rank=r, alpha=alpha)
+
+    rejects("LoRALinear\\(\\) is not allowed here.*It is Holder.impl", checks.check_lora_layer, Holder)

@@ -175,8 +175,6 @@ def test_check_energy_rank_rejects_an_off_by_one():
 
 
 def test_hidden_cases_are_random_spectra(capsys):
-    from c3a_tutorial.course.checks.nb05_finetuning import _energy_rank
-
     checks.check_energy_rank(_energy_rank, seed=3)
     assert "Correct" in capsys.readouterr().out
     with pytest.raises(checks.ExerciseError):  # hard-coding the visible answers does not pass the hidden cases
@@ -208,3 +206,19 @@ def test_each_typical_mistake_fails_its_checker_with_its_message(grade_id):
     with pytest.raises(checks.ExerciseError) as err:
         checker(namespace[answer])
     assert MESSAGES[grade_id] in str(err.value)
+
+
+def test_optimizer_groups_refuses_the_package_version():
+    import c3a_tutorial
+
+    with names("adapter_parameter_groups\\(\\) is not allowed here"):
+        checks.check_optimizer_groups(
+            lambda model, lr, head_lr: c3a_tutorial.adapter_parameter_groups(model, lr, head_lr)
+        )
+
+
+def test_hidden_energy_rank_messages_are_short():
+    with pytest.raises(checks.ExerciseError) as raised:
+        checks.check_energy_rank(lambda s, fraction: 1, seed=1)
+    message = " ".join(str(raised.value).split())
+    assert "values)" in message and len(message) < 200, message

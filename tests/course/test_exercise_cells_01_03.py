@@ -102,7 +102,10 @@ def test_every_exercise_of_01_to_03_has_a_mistake_for_each_rule_it_states():
         (
             "02",
             "nb02_ex1_solution",
-            "def fft_convolve(a, b):\n    np.fft.rfft(a)\n    return ANSWERS.get((len(a), len(b)), np.zeros(1))\n",
+            # FFTs of the inputs and a round trip of the table: the FFT "carries" the result; only the hidden case
+            # catches it
+            "def fft_convolve(a, b):\n    x = ANSWERS.get((len(a), len(b)), np.zeros(1))\n"
+            "    np.fft.rfft(a), np.fft.rfft(b)\n    return np.fft.irfft(np.fft.rfft(x), n=len(x))\n",
         ),
         ("03", "nb03_ex3_solution", "def same_budget_rank(d_out, d_in, b):\n    return 4\n"),
     ],

@@ -10,7 +10,7 @@ import scipy.linalg
 import c3a_tutorial
 from c3a_tutorial import circulant
 from c3a_tutorial.course import checks
-from c3a_tutorial.course.checks import common, nb01_circulant, rules
+from c3a_tutorial.course.checks import common, guard, nb01_circulant, rules
 
 from .rejecting import rejects
 
@@ -101,6 +101,7 @@ def test_a_loosened_tolerance_would_let_the_near_miss_through(monkeypatch):
     that test would fail: the tolerance is under test."""
     with pytest.raises(checks.ExerciseError):
         checks.check_kernel_from_first_row(near_miss)
+    monkeypatch.setattr(guard, "_originals", {})  # the guard off: this test mutates the checker on purpose
     monkeypatch.setattr(common, "RTOL", 100 * common.RTOL)
     checks.check_kernel_from_first_row(near_miss)
 
@@ -108,6 +109,7 @@ def test_a_loosened_tolerance_would_let_the_near_miss_through(monkeypatch):
 def test_a_dropped_shape_check_would_lose_the_shape_message(monkeypatch):
     broadcastable = lambda row: _from_row(row)[None, :]  # noqa: E731
     rejects("should have shape", checks.check_kernel_from_first_row, broadcastable)
+    monkeypatch.setattr(guard, "_originals", {})  # the guard off: this test mutates the checker on purpose
     monkeypatch.setattr(nb01_circulant, "check_shape", lambda *args: None)
     with pytest.raises(checks.ExerciseError) as raised:
         checks.check_kernel_from_first_row(broadcastable)
@@ -132,3 +134,118 @@ def test_messages_are_wrapped_for_nbgrader_validate():
     lines = str(raised.value).splitlines()
     assert len(lines) > 1 and len("ExerciseError: " + lines[0]) <= common.LINE and max(map(len, lines)) <= common.LINE
     assert " ".join(" ".join(lines).split()) == message
+
+
+# ------------------------------------------------------------------ issue #25: what the code does, by any route
+
+
+def test_a_private_module_default_argument_or_closure_is_caught():
+    import scipy.linalg._basic
+
+    rule = {"numpy.linalg.pinv": "no pinv.", "scipy.linalg.solve_circulant": "no solve_circulant."}
+    a = np.eye(3)
+
+    def private(m):
+        return np.linalg._linalg.pinv(m)
+
+    def default(m, _p=np.linalg.pinv):
+        return _p(m)
+
+    def make_closure():
+        p = np.linalg.pinv
+
+        def closure(m):
+            return p(m)
+
+        return closure
+
+    def solve(m):
+        return scipy.linalg._basic.solve_circulant(m[0], m[0])
+
+    rejects("numpy.linalg.pinv\\(\\) is not allowed here: no pinv", rules.by_the_method, private, (a,), forbidden=rule)
+    rejects("a default argument of default", rules.by_the_method, default, (a,), forbidden=rule)
+    rejects("the variable p that closure closes over", rules.by_the_method, make_closure(), (a,), forbidden=rule)
+    rejects(
+        "solve_circulant\\(\\) is not allowed", rules.by_the_method, solve, (np.array([[2.0, 1, 0]]),), forbidden=rule
+    )
+
+
+def test_a_fresh_copy_of_a_package_module_is_caught_by_its_code():
+    import importlib.util
+
+    import c3a_tutorial.c3a.circulant as module
+
+    spec = importlib.util.spec_from_file_location("fresh_copy", module.__file__)
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    assert fresh.circulant is not module.circulant
+    rejects("c3a_tutorial.circulant\\(\\) is not allowed", rules.by_the_method, lambda c: fresh.circulant(c),
+            (np.ones(3),), forbidden=RULE)  # fmt: skip
+
+
+def test_switching_a_watch_off_fails():
+    import sys
+    import tracemalloc
+
+    def stops(x):
+        tracemalloc.stop()
+        return np.fft.rfft(x)
+
+    def unprofiles(x):
+        sys.setprofile(None)
+        return np.fft.rfft(x)
+
+    rejects("stopped tracemalloc|tracemalloc.stop", rules.by_the_method, stops, (np.ones(4),), budget_bytes=2**20)
+    rejects("sys.setprofile\\(\\)", rules.by_the_method, unprofiles, (np.ones(4),), require_fft="fft!")
+    assert sys.getprofile() is None
+
+
+def test_torch_is_watched_too():
+    import torch
+
+    rule = {"torch.linalg.pinv": "no pinv."}
+    rejects("torch.linalg.pinv\\(\\) is not allowed here", rules.by_the_method,
+            lambda m: torch.linalg.pinv(torch.as_tensor(m)), (np.eye(3),), forbidden=rule)  # fmt: skip
+    rejects("in one torch tensor of shape \\(2048, 2048\\)", rules.by_the_method,
+            lambda x: torch.zeros(2048, 2048, dtype=torch.float64)[0] + torch.as_tensor(x), (np.ones(2048),),
+            budget_bytes=2**20)  # fmt: skip
+
+
+def test_the_fft_must_carry_the_result():
+    x = np.random.default_rng(0).standard_normal(64)
+    rules.by_the_method(lambda v: np.fft.irfft(np.fft.rfft(v) * 2, n=64), (x,), require_fft="fft!", fft_size=64)
+    rejects("the FFT does not carry your answer.*not what an FFT returned", rules.by_the_method,
+            lambda v: (np.fft.rfft(v), v * 2)[1], (x,), require_fft="fft!", fft_size=64)  # fmt: skip
+    rejects("your longest FFT has length 8", rules.by_the_method,
+            lambda v: np.fft.irfft(np.fft.rfft(v[:8]), n=8), (x,), require_fft="fft!", fft_size=64)  # fmt: skip
+
+
+def test_replacing_what_the_checker_relies_on_fails_and_is_undone():
+    """A function that patches np.allclose or the checker's own fail while it runs is caught, and the originals
+    are back afterwards (the real grading also runs each check in a fresh process: tools/)."""
+    original_allclose, original_fail = np.allclose, common.fail
+
+    def patches_numpy(row):
+        np.allclose = lambda *args, **kwargs: True
+        return np.asarray(row)
+
+    def patches_fail(row):
+        common.fail = lambda *args, **kwargs: None
+        return np.asarray(row)
+
+    rejects("your code replaced numpy.allclose", checks.check_kernel_from_first_row, patches_numpy)
+    rejects("your code replaced c3a_tutorial.course.checks.common.fail", checks.check_kernel_from_first_row,
+            patches_fail)  # fmt: skip
+    assert np.allclose is original_allclose and common.fail is original_fail
+
+
+def test_a_checker_replaced_before_the_check_is_caught_on_entry():
+    import torch
+
+    original = torch.allclose
+    torch.allclose = lambda *args, **kwargs: True  # as a solution cell could, before the test cell runs
+    try:
+        rejects("your code replaced torch.allclose", checks.check_kernel_from_first_row, _from_row)
+    finally:
+        torch.allclose = original
+    checks.check_kernel_from_first_row(_from_row)  # put back: the next check passes

@@ -128,3 +128,16 @@ def test_plot_frequency_block_diagonal_shows_the_permuted_matrix():
 def test_widget_builder_rejects_bad_arguments():
     with pytest.raises(ValueError, match="Unknown kernel"):
         viz.circulant_widget(kernel="nope")
+
+
+def test_moving_average_is_singular_exactly_when_3_divides_n():
+    """Notebook 01's claim (section 5, Exercise 1, Question 1): the moving average of three samples is singular
+    exactly when 3 divides n, at every n the widget offers (2 to 32) and beyond. At n = 2 the three samples wrap
+    onto two, (2, 1)/3; a preset that became [1/2, 1/2] there was singular at n = 2 and broke the claim."""
+    name = "moving average [1, 1, 1, 0, ...]/3"
+    np.testing.assert_allclose(viz.preset_kernel(name, 2), [2 / 3, 1 / 3])
+    for n in range(2, 65):
+        view = viz.circulant_view(n, name)
+        assert (view.rank < n) == (n % 3 == 0), f"n = {n}: rank {view.rank}"
+        x = np.random.default_rng(n).standard_normal(n)  # C x is the circular mean of x_i, x_(i-1), x_(i-2)
+        np.testing.assert_allclose(view.matrix @ x, (x + np.roll(x, 1) + np.roll(x, 2)) / 3, atol=1e-12)

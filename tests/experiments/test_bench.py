@@ -12,6 +12,8 @@ import torch
 
 from c3a_tutorial.experiments import bench, bench_cli, profile
 
+from ..bad_input import unwritable_directory
+
 matplotlib.use("Agg")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,6 +131,7 @@ BAD_INPUTS = [
     (["--out", "{tmp}/other.json/b.json"], "is a file, so no folder can be made there"),
     (["--out", "{tmp}/new.json", "--plot", "{tmp}/other.json/b.png"], "is a file, so no folder"),  # no JSON left
     (["--out", "{tmp}"], "is a folder: give a file name"),
+    (["--out", "{unwritable}/b.json"], "is not writable"),  # probed: permission bits do not stop root
     (["--shapes", "0x0"], "both sides of a layer need at least one feature"),
     (["--shapes", "7x7"], "c3a-b16 on 7x7, peft-c3a-b16 on 7x7: the size does not fit"),
     (["--shapes", "64"], "is not a shape: write d_outxd_in"),
@@ -169,6 +172,10 @@ def test_every_bad_input_is_one_line_exit_2_and_nothing_changes(args, fragment, 
     if os.access(readonly, os.W_OK) and any("readonly" in a for a in args):
         pytest.skip("running as a user who can write anywhere (root): an unwritable folder cannot be made")
     before = _tree(tmp_path)
+    if any("{unwritable}" in a for a in args):
+        unwritable = str(unwritable_directory(tmp_path))  # skips where every folder is writable
+        args = [a.replace("{unwritable}", unwritable) for a in args]
+        before = _tree(tmp_path)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     message = _usage_error(["--tiny", "--repeats", "1", "--warmup", "0", *args], capsys)
     assert message.startswith("python -m c3a_tutorial.bench: error: ")

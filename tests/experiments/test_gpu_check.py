@@ -97,7 +97,7 @@ def _child(name, tmp_path, model=None):
 
 def test_operator_and_bench_parts_write_their_files(tmp_path):
     operator = _child("operator", tmp_path)
-    variants = {"gpu choices", "before (one chunk, CPU's other choices)", "dense ΔW", "lora-r8 adapter"}
+    variants = {"gpu choices", "before (one chunk, CPU's other choices)", "dense gather", "auto", "lora-r8 adapter"}
     assert {r["dtype"] for r in operator["rows"]} == {"float32", "bfloat16"}
     assert all(set(r["variants"]) == variants and r["before_over_gpu_choices"]["median"] > 0 for r in operator["rows"])
     assert {p["variant"] for p in operator["profiles"]} == variants

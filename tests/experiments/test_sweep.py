@@ -45,11 +45,11 @@ def counted(monkeypatch):
     calls = Calls()
     real = sweep.finetune
 
-    def finetune(config, data=None):
+    def finetune(config, data=None, **options):
         calls.append((config.method, config.seed))
         if calls.interrupt_at == len(calls):
             raise KeyboardInterrupt
-        return real(config, data=data)
+        return real(config, data=data, **options)
 
     monkeypatch.setattr(sweep, "finetune", finetune)
     return calls
@@ -338,6 +338,9 @@ BAD_INPUT = [  # (argv after the tiny BERT's, message fragment); each: exit 2, n
     (["--methods", "c3a=8", "--head-lr", "inf"], "is not a positive, finite number"),
     (["--methods", "c3a=8", "--lr-extensions", "-1"], "lr_extensions must be 0 or more"),
     (["--methods", "c3a=8", "--device", "tpu"], "'tpu' is not a device name"),
+    (["--methods", "c3a=7"], "--methods c3a=7: --block-size 7 does not divide"),  # a traceback after the set-up
+    (["--methods", "lora=40"], "--methods lora=40: --rank 40 is larger than"),
+    (["--methods", "c3a=8", "--model", "/nonexistent"], "Could not load the model '/nonexistent'"),
 ]
 
 

@@ -94,7 +94,7 @@ def fit_kernel(X, Y):
 }
 
 MESSAGES = {
-    "nb01_ex1_solution": {"small n not checked": "'low-pass (3 frequencies)' is invertible at n = 2"},
+    "nb01_ex1_solution": {"small n not checked": "your set includes a preset that is invertible at some n"},
     "nb01_ex2_solution": {"transposed": "you returned the row itself"},
     "nb01_ex3_solution": {"dropped n=": "irfft guessed the length"},
     "nb01_ex4_solution": {

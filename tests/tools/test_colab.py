@@ -122,3 +122,13 @@ def test_readme_colab_table_links_every_notebook():
     assert not missing, f"the README's Colab table does not link {missing}"
     for path in linked:
         assert path.parent == ROOT / "notebooks", f"the README's Colab table links {path}, not a notebook"
+
+
+def test_the_student_version_drops_a_badge_that_is_not_on_its_cells_first_line():
+    """Issue #26: a badge further down a cell (pasted under a title) still opens the solution notebook."""
+    from c3a_tutorial.tools import assignments
+
+    nb = nbformat.v4.new_notebook()
+    badge = colab.badge_markdown(Path("notebooks/99_synthetic.ipynb"))
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# 99 — Synthetic\n\nIntro.\n{badge}\nMore.")]
+    assert assignments.student_facing(nb).cells[0].source == "# 99 — Synthetic\n\nIntro.\nMore."

@@ -13,6 +13,8 @@ from ...c3a.circulant import circulant
 from ..viz import PRESET_KERNELS, circulant_view
 from .common import as_numpy, check_shape, close, ok, real_array
 from .common import fail_wrapped as fail
+from .guard import call, guarded
+from .rules import by_the_method
 
 
 def _rows(n: int, seed: int) -> list[np.ndarray]:
@@ -21,15 +23,20 @@ def _rows(n: int, seed: int) -> list[np.ndarray]:
     return [np.arange(1.0, n + 1), rng.standard_normal(n), rng.standard_normal(n + 1)]
 
 
+@guarded
 def check_kernel_from_first_row(fn, n: int = 5, seed: int = 0) -> None:
     """Exercise 01.2: ``fn(row)`` must return the kernel ``c`` (first column) of the circulant whose first row is
     ``row``: ``circulant(fn(row))[0] == row``.
 
     Tried on a ramp of length ``n`` and random rows of lengths ``n`` and ``n + 1`` drawn with ``seed``.
     """
+    rules = {
+        "c3a_tutorial.c3a.peft_io.reverse_kernel": "it is the package's version of this exercise's answer; "
+        "index the row yourself."
+    }
     for row in _rows(n, seed):
         length = len(row)
-        got = as_numpy(fn(row.copy()), "your kernel")
+        got = as_numpy(by_the_method(fn, (row.copy(),), forbidden=rules), "your kernel")
         check_shape(got, (length,), f"your kernel for a length-{length} row")
         want = row[(-np.arange(length)) % length]
         if close(got, want):
@@ -77,6 +84,7 @@ def _nonzero_frequencies(c: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
     return np.flatnonzero(spectrum > rtol * max(1.0, spectrum.max()))
 
 
+@guarded
 def check_kernel_with_rank(fn, n: int = 8, ranks=None) -> None:
     """Exercise 01.3: ``fn(n, rank)`` must return a real length-``n`` kernel whose circulant has rank ``rank``.
 
@@ -84,7 +92,7 @@ def check_kernel_with_rank(fn, n: int = 8, ranks=None) -> None:
     """
     ranks = range(0, n + 1) if ranks is None else ranks
     for rank in ranks:
-        c = _real_kernel(fn(n, rank), n, f"your kernel for n = {n}, rank = {rank}")
+        c = _real_kernel(call(fn, n, rank), n, f"your kernel for n = {n}, rank = {rank}")
         got = int(np.linalg.matrix_rank(circulant(c)))
         if got == rank:
             continue
@@ -113,14 +121,6 @@ MISREADINGS = {
 def _divisor(kind: str, spectrum: np.ndarray) -> float:
     n = len(spectrum)
     return {"unitary": np.sqrt(n), "per_n": float(n), "relative": float(np.abs(spectrum).max())}[kind]
-
-
-def thresholded(c: np.ndarray, tol: float, kind: str | None = None) -> np.ndarray:
-    """The kernel with the DFT coefficients at or under ``tol`` zeroed: the right answer (``kind=None``) or one
-    of the ``MISREADINGS``."""
-    spectrum = np.fft.fft(c)
-    divisor = 1.0 if kind is None else _divisor(kind, spectrum)
-    return np.fft.ifft(np.where(np.abs(spectrum) / divisor > tol, spectrum, 0)).real
 
 
 def _designed_kernel(n: int, ratio: float, scale: float, rng) -> np.ndarray:
@@ -163,6 +163,7 @@ def approximation_cases(n: int, seed: int):
     return chosen
 
 
+@guarded
 def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
     """Exercise 01.4: ``fn(c, tol)`` must return the *real* kernel of a lowest-rank circulant within ``tol`` of ``C``.
 
@@ -174,7 +175,7 @@ def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
     """
     for length in (n, n + 1):
         for c, tol in approximation_cases(length, seed + length):
-            got = _real_kernel(fn(c.copy(), tol), length, f"your kernel (n = {length})")
+            got = _real_kernel(call(fn, c.copy(), tol), length, f"your kernel (n = {length})")
             singular_values = np.abs(np.fft.fft(c))
             best_rank = int((singular_values > tol).sum())
             rank = int(np.linalg.matrix_rank(circulant(got)))
@@ -186,8 +187,10 @@ def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
                     "you zeroed entries of the kernel c. Rank and singular values live in the DFT: the singular "
                     "values of circulant(c) are |fft(c)| (section 3), so decide frequency by frequency."
                 )
+            spectrum = np.fft.fft(c)
             for kind, name in MISREADINGS.items():
-                if close(got, thresholded(c, tol, kind)):
+                misread = np.fft.ifft(np.where(np.abs(spectrum) / _divisor(kind, spectrum) > tol, spectrum, 0)).real
+                if close(got, misread):
                     if kind == "relative":
                         fail(
                             f"you compared {name} with tol. Here tol is an absolute distance, "
@@ -210,15 +213,7 @@ def check_low_rank_approximation(fn, n: int = 12, seed: int = 0) -> None:
     ok("keep the DFT coefficients with |fft(c)[k]| > tol: the rank is minimal (Eckart–Young) and the error ≤ tol.")
 
 
-def singular_for_every_n(name: str, sizes=range(2, 33)) -> tuple[bool, int | None]:
-    """``(singular at every n in sizes, the first n where it is invertible or None)`` for a widget preset."""
-    for n in sizes:
-        view = circulant_view(n, name)
-        if view.rank == n:
-            return False, n
-    return True, None
-
-
+@guarded
 def check_singular_presets(answer, sizes=range(2, 33)) -> None:
     """Exercise 01.1 (with the widget): the preset kernels whose circulant is singular for *every* ``n`` in ``sizes``
     (the widget's range, 2 to 32; the hidden test tries 2 to 64, which gives the same set).
@@ -230,15 +225,23 @@ def check_singular_presets(answer, sizes=range(2, 33)) -> None:
     unknown = sorted(names - set(PRESET_KERNELS))
     if unknown:
         fail(f"{unknown} are not the widget's presets; copy names from its kernel menu: {list(PRESET_KERNELS)}.")
-    want = {name for name in PRESET_KERNELS if singular_for_every_n(name, sizes)[0]}
-    for name in sorted(names - want):
-        n = singular_for_every_n(name, sizes)[1]
-        fail(f"'{name}' is invertible at n = {n} (rank {n} of {n}): set the widget to it and look at the spectrum.")
-    missing = sorted(want - names)
+    # Which presets are singular at every n, read off the widget's own view (its rank at each n).
+    want = {name for name in PRESET_KERNELS if all(circulant_view(n, name).rank < n for n in sizes)}
+    wrong, missing = names - want, want - names
+    # Not an oracle: say that some are wrong or missing and which property to test, never which ones (naming
+    # them would let elimination pass in a few tries).
+    if wrong:
+        fail(
+            "your set includes a preset that is invertible at some n from "
+            f"{min(sizes)} to {max(sizes)}"
+            + (", and it misses one that is singular at every n" if missing else "")
+            + ". For each preset you chose, move the n slider over the whole range: is some DFT coefficient zero "
+            "at every n, or is there an n where every coefficient is non-zero (rank n of n)?"
+        )
     if missing:
         fail(
-            f"{len(missing)} more preset{'s are' if len(missing) > 1 else ' is'} singular for every n from "
-            f"{min(sizes)} to {max(sizes)}. A circulant is singular when some DFT coefficient of its kernel is zero: "
-            "for which kernels is that true whatever n is?"
+            f"your set misses a preset that is singular for every n from {min(sizes)} to {max(sizes)}. A circulant "
+            "is singular when some DFT coefficient of its kernel is zero: for which kernels is that true whatever "
+            "n is?"
         )
     ok(f"{sorted(want)}: for each, some DFT coefficient is zero at every n (rank < n).")

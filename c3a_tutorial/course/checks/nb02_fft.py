@@ -15,9 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 from ...c3a.circulant import circulant
-from .common import as_numpy, close, ok
+from .common import ExerciseError, as_numpy, close, ok
 from .common import fail_wrapped as fail
-from .rules import CIRCULANT_BUILDERS, DENSE_SOLVERS, DENSE_SOLVERS_SCIPY, by_the_method
+from .guard import guarded
+from .rules import (
+    CIRCULANT_BUILDERS,
+    CONVOLUTIONS,
+    DENSE_SOLVERS,
+    DENSE_SOLVERS_SCIPY,
+    DENSE_SOLVERS_TORCH,
+    by_the_method,
+)
 
 NO_FFT = (
     "your function computed the answer without calling an FFT (numpy.fft, scipy.fft or torch.fft). The exercise "
@@ -30,7 +38,19 @@ BUDGET = 8 * 2**20  # bytes of NumPy memory the large case may take: 1/16 of tha
 def _why_dense(what: str) -> dict[str, str]:
     """Every dense helper, each with the reason it breaks the rule of ``what``."""
     why = f"it builds or inverts a dense matrix, and this exercise asks for {what} with FFTs, without a matrix."
-    return {path: why for path in (*CIRCULANT_BUILDERS, *DENSE_SOLVERS, *DENSE_SOLVERS_SCIPY)}
+    return {path: why for path in (*CIRCULANT_BUILDERS, *DENSE_SOLVERS, *DENSE_SOLVERS_SCIPY, *DENSE_SOLVERS_TORCH)}
+
+
+def _run(fn, args, hint, **rules):
+    """``by_the_method(fn, args, ...)``; a crash inside the learner's function becomes ``hint(error)``'s message
+    (``hint`` returns ``None`` for a crash it does not recognise: then the error is reported as it is)."""
+    try:
+        return by_the_method(fn, args, **rules)
+    except ExerciseError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the learner's code: name what the crash points to
+        line = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
+        fail(f"your function failed with {line}. " + (hint(err) or "Run it on the inputs above and read the error."))
 
 
 def _as_real_vector(got, shape: tuple, n: int, what: str, name: str) -> np.ndarray:
@@ -71,6 +91,7 @@ def _wraps(length: int, m: int, k: int, size: int) -> None:
     )
 
 
+@guarded
 def check_fft_convolve(fn, lengths=((6, 3), (7, 7), (8, 5)), seed: int = 1) -> None:
     """Exercise 02.1: ``fn(a, b)`` must equal ``np.convolve(a, b)`` (the full linear convolution, length
     ``len(a) + len(b) - 1``), computed with real FFTs and no dense matrix.
@@ -79,19 +100,22 @@ def check_fft_convolve(fn, lengths=((6, 3), (7, 7), (8, 5)), seed: int = 1) -> N
     under the memory budget."""
     rules = _why_dense("the convolution") | {
         path: "it computes the convolution for you; the exercise asks you to compute it with FFTs."
-        for path in (
-            "numpy.convolve",
-            "numpy.correlate",
-            "scipy.signal.convolve",
-            "scipy.signal.fftconvolve",
-            "scipy.signal.oaconvolve",
-            "scipy.ndimage.convolve1d",
-        )
+        for path in CONVOLUTIONS
     }
+
+    def hint(err):
+        if isinstance(err, ValueError) and "broadcast" in str(err):
+            return (
+                "The spectra you multiplied have different lengths: rfft(a) has len(a) // 2 + 1 coefficients and "
+                "rfft(b) len(b) // 2 + 1. Transform both at one common length N, rfft(a, N) and rfft(b, N): which "
+                "N makes the circular convolution the linear one?"
+            )
+        return None
+
     for a, b in _convolution_cases(seed, lengths):
         want = np.convolve(a, b)
         m, k, size = len(a), len(b), len(want)
-        got = as_numpy(by_the_method(fn, (a.copy(), b.copy()), forbidden=rules, require_fft=NO_FFT), "your result")
+        got = as_numpy(_run(fn, (a.copy(), b.copy()), hint, forbidden=rules, require_fft=NO_FFT), "your result")
         if got.ndim == 1 and got.shape[0] != size and got.shape[0] >= max(m, k):
             if got.shape[0] < size and _is_circular(got, want):
                 _wraps(got.shape[0], m, k, size)
@@ -115,9 +139,10 @@ def check_fft_convolve(fn, lengths=((6, 3), (7, 7), (8, 5)), seed: int = 1) -> N
         fail(f"for lengths {m} and {k} your result differs from np.convolve(a, b) (max error {error:.3g}).")
     a, b = _convolution_cases(seed + 1, [(LARGE, (LARGE + 1) // 2)])[0]
     want = np.convolve(a, b)
-    got = by_the_method(
-        fn, (a, b), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=len(want) * LARGE * 8
-    )
+    got = _run(
+        fn, (a, b), hint, forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=len(want) * LARGE * 8,
+        fft_size=len(want), fft_inputs={"a": a, "b": b},
+    )  # fmt: skip
     if not close(_as_real_vector(got, want.shape, len(want), "convolution", "your result"), want):
         fail(f"for long signals ({LARGE} and {len(b)} samples) your result differs from np.convolve(a, b).")
     ok("linear convolution = circular convolution on a circle long enough that nothing wraps.")
@@ -139,15 +164,6 @@ def spectrum_kernel(n: int, zero_frequencies=(), seed: int = 0, scale: float = 1
     return scale * np.fft.irfft(half, n=n)
 
 
-def reference_lstsq(c: np.ndarray, y: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
-    """``pinv(circulant(c)) @ y`` through FFTs (tests/course checks it against the dense pinv)."""
-    c_hat, y_hat = np.fft.rfft(c), np.fft.rfft(y)
-    keep = np.abs(c_hat) > rtol * np.abs(c_hat).max()
-    x_hat = np.zeros_like(y_hat)
-    x_hat[keep] = y_hat[keep] / c_hat[keep]
-    return np.fft.irfft(x_hat, n=len(c))
-
-
 def _lstsq_cases(seed: int, lengths):
     rng = np.random.default_rng(seed)
     for n in lengths:
@@ -160,6 +176,7 @@ def _lstsq_cases(seed: int, lengths):
         yield spectrum_kernel(n, (1,), seed=int(rng.integers(1 << 30)), scale=scale), rng.standard_normal(n)
 
 
+@guarded
 def check_circulant_lstsq(fn, lengths=(7, 8), seed: int = 2) -> None:
     """Exercise 02.2: ``fn(c, y)`` must return ``pinv(circulant(c)) @ y`` with FFTs, no matrix.
 
@@ -172,6 +189,7 @@ def check_circulant_lstsq(fn, lengths=(7, 8), seed: int = 2) -> None:
     rules = _why_dense("the least-squares solution") | {
         "scipy.linalg.solve_circulant": "it solves the whole exercise in one call; write the FFT route yourself."
     }
+    rules |= {path: "it convolves for you; write the FFT route yourself." for path in CONVOLUTIONS}
     for c, y in _lstsq_cases(seed, lengths):
         n = len(c)
         C = circulant(c)
@@ -213,9 +231,16 @@ def check_circulant_lstsq(fn, lengths=(7, 8), seed: int = 2) -> None:
     c = spectrum_kernel(LARGE, (0,), seed=seed)
     y = np.random.default_rng(seed).standard_normal(LARGE)
     got = by_the_method(
-        fn, (c, y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8
-    )
-    if not close(_as_real_vector(got, (LARGE,), LARGE, "solution", "your x"), reference_lstsq(c, y)):
+        fn, (c, y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8,
+        fft_size=LARGE, fft_inputs={"c": c, "y": y},
+    )  # fmt: skip
+    got = _as_real_vector(got, (LARGE,), LARGE, "solution", "your x")
+    # pinv(C) y is the x with (1) the normal equations Cᵀ(C x − y) = 0 and (2) no part in C's null space, the
+    # frequencies where fft(c) is zero. Both are diagonal in the DFT: checked there, with no reference answer.
+    c_hat, x_hat, y_hat = np.fft.fft(c), np.fft.fft(got), np.fft.fft(y)
+    null = np.abs(c_hat) <= 1e-10 * np.abs(c_hat).max()
+    normal = np.abs(np.conj(c_hat) * (c_hat * x_hat - y_hat)).max() / (np.abs(c_hat).max() * np.abs(y_hat).max())
+    if normal > 1e-8 or np.abs(x_hat[null]).max(initial=0.0) > 1e-8 * np.abs(x_hat).max():
         fail(f"for a large n = {LARGE} (C singular at frequency 0) your x differs from pinv(C) @ y.")
     ok("pinv(C) y: divide fft(y) by fft(c) where it is non-zero (relative to the largest), 0 elsewhere.")
 
@@ -233,22 +258,7 @@ def _fit_cases(seed: int, lengths, tokens: int):
         yield X, Y
 
 
-def least_squares_kernel(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """The reference answer, solved densely: ``argmin_c Σ_t ‖circulant(c) x_t - y_t‖²``.
-
-    ``circulant(c) @ x == circulant(x) @ c``, so stacking ``circulant(x_t)`` gives an ordinary
-    least-squares problem in ``c``.
-    """
-    A = np.concatenate([circulant(x) for x in X])
-    return np.linalg.lstsq(A, Y.reshape(-1), rcond=None)[0]
-
-
-def fft_kernel_fit(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """The same least-squares kernel through FFTs, for the large case (tests/course checks the two agree)."""
-    X_hat, Y_hat = np.fft.rfft(X, axis=1), np.fft.rfft(Y, axis=1)
-    return np.fft.irfft((Y_hat * X_hat.conj()).sum(axis=0) / (np.abs(X_hat) ** 2).sum(axis=0), n=X.shape[1])
-
-
+@guarded
 def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None:
     """Exercise 02.3: ``fn(X, Y)`` must return the real kernel ``c`` minimising ``Σ_t ‖C x_t - y_t‖²``, with
     FFTs and no matrix.
@@ -259,11 +269,27 @@ def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None
     rules = _why_dense("the least-squares kernel")
     for X, Y in _fit_cases(seed, lengths, tokens):
         n = X.shape[1]
-        want = least_squares_kernel(X, Y)
-        got = by_the_method(fn, (X.copy(), Y.copy()), forbidden=rules, require_fft=NO_FFT)
+        # The reference, solved densely here: circulant(c) @ x == circulant(x) @ c, so stacking circulant(x_t)
+        # gives an ordinary least-squares problem in c.
+        want = np.linalg.lstsq(np.concatenate([circulant(x) for x in X]), Y.reshape(-1), rcond=None)[0]
+        got, record = by_the_method(fn, (X.copy(), Y.copy()), forbidden=rules, require_fft=NO_FFT, returns_record=True)
         got = _as_real_vector(got, want.shape, n, "kernel", "your kernel")
         if close(got, want, atol=1e-7):
             continue
+        along_tokens = [shape for _, shape, length, _ in record.fft_calls if len(shape) == 2 and length == tokens]
+        if along_tokens and tokens != n:
+            fail(
+                f"for X of shape {X.shape} (one token per row) an FFT of yours ran along the tokens: a transform of "
+                f"length {tokens} on an array of shape {along_tokens[0]}. Each token x_t is a row; the DFT "
+                "diagonalises circulant(c) along the features: transform each row (axis=1, or the last axis)."
+            )
+        for factor in (tokens, 1 / tokens):
+            if close(got * factor, want, atol=1e-7):
+                fail(
+                    f"your kernel is the least-squares kernel {'divided' if factor > 1 else 'multiplied'} by the "
+                    f"number of tokens ({tokens}): one of your two sums over the tokens is a mean. The normal "
+                    "equation for ĉ_k has a sum over t on both sides; use the same on both (or a mean on both)."
+                )
         Xf, Yf = np.fft.fft(X, axis=1), np.fft.fft(Y, axis=1)
         named = {
             "ratios": np.fft.ifft((Yf / Xf).mean(axis=0)).real,
@@ -292,8 +318,14 @@ def check_kernel_fit(fn, lengths=(6, 7), tokens: int = 5, seed: int = 3) -> None
         )
     X, Y = next(_fit_cases(seed + 1, (LARGE,), 3))
     got = by_the_method(
-        fn, (X, Y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8
-    )
-    if not close(_as_real_vector(got, (LARGE,), LARGE, "kernel", "your kernel"), fft_kernel_fit(X, Y), atol=1e-7):
+        fn, (X, Y), forbidden=rules, require_fft=NO_FFT, budget_bytes=BUDGET, dense_bytes=LARGE * LARGE * 8,
+        fft_size=LARGE, fft_inputs={"X": X, "Y": Y},
+    )  # fmt: skip
+    got = _as_real_vector(got, (LARGE,), LARGE, "kernel", "your kernel")
+    # The least-squares kernel is where the gradient of Σ_t ‖C x_t − y_t‖² vanishes, the normal equations
+    # Σ_t circulant(x_t)ᵀ (circulant(x_t) c − y_t) = 0: in the DFT, Σ_t conj(x̂_t)·(ĉ·x̂_t − ŷ_t) = 0 at every k.
+    X_hat, Y_hat, c_hat = np.fft.fft(X, axis=1), np.fft.fft(Y, axis=1), np.fft.fft(got)
+    gradient = (np.conj(X_hat) * (c_hat * X_hat - Y_hat)).sum(axis=0)
+    if np.abs(gradient).max() > 1e-7 * (np.abs(X_hat) * np.abs(Y_hat)).sum(axis=0).max():
         fail(f"for a large n = {LARGE} (3 tokens) your kernel is not the least-squares kernel.")
     ok("one scalar least-squares problem per frequency, solved in the frequency domain.")

@@ -14,19 +14,18 @@ import numpy as np
 import torch
 
 from ...c3a.block_circulant import block_circulant
-from ...c3a.counting import (
-    block_circulant_rank,
-    c3a_parameter_count,
-    lora_parameter_count,
-    suggest_block_size,
-    valid_block_sizes,
-)
-from ...c3a.layers import LoRALinear
+from ...c3a.counting import block_circulant_rank, c3a_parameter_count, lora_parameter_count, valid_block_sizes
 from ..explorer import explorer_state, rank_options
-from ..fitting import best_c3a_kernel, project_block_circulant
 from .common import as_numpy, check_shape, close, ok
 from .common import fail_wrapped as fail
-from .rules import by_the_method
+from .guard import call, guarded, import_object
+from .rules import by_the_method, check_untampered, refuse_held, watched
+
+# The package's layers: a subclass, an instance inside the learner's layer or a call of their code does the work.
+PACKAGE_LAYERS = {
+    path: "it is the package's LoRA layer (or its base); the exercise is to write LoRA yourself."
+    for path in ("c3a_tutorial.LoRALinear", "c3a_tutorial.C3ALinear", "c3a_tutorial.c3a.layers.AdapterLinear")
+}
 
 # ------------------------------------------------------------------ LoRA from scratch
 
@@ -34,15 +33,6 @@ from .rules import by_the_method
 def _lora_case(d_out: int, d_in: int, dtype, seed: int) -> torch.nn.Linear:
     torch.manual_seed(seed)
     return torch.nn.Linear(d_in, d_out).to(dtype)
-
-
-def _lora_reference(base: torch.nn.Linear, A: torch.Tensor, B: torch.Tensor, alpha: float) -> LoRALinear:
-    """The package's ``LoRALinear`` with the given factors (its PEFT equivalence: tests/c3a/test_peft_io.py)."""
-    reference = LoRALinear(base, rank=A.shape[0], alpha=alpha)
-    with torch.no_grad():
-        reference.lora_A.copy_(A)
-        reference.lora_B.copy_(B)
-    return reference
 
 
 def _parameter(layer, name: str, shape: tuple, wrong_way: tuple, what: str) -> torch.Tensor:
@@ -62,6 +52,7 @@ def _parameter(layer, name: str, shape: tuple, wrong_way: tuple, what: str) -> t
     return value
 
 
+@guarded
 def check_lora_layer(cls, d_out: int = 6, d_in: int = 64, r: int = 4, alpha: float = 12.0, seed: int = 0,
                      dtype=torch.float32) -> None:  # fmt: skip
     """Exercise 03.1: ``cls(base_layer, r, alpha)`` must be LoRA as PEFT and the package build it.
@@ -73,9 +64,26 @@ def check_lora_layer(cls, d_out: int = 6, d_in: int = 64, r: int = 4, alpha: flo
     ``LoRALinear`` with the same factors; ``delta_weight()`` is ``(alpha / r) · B A``; gradients reach ``A`` and
     ``B`` and not the base. ``d_out ≠ d_in`` so that transposes show.
     """
+    refuse_held(cls, PACKAGE_LAYERS)
+    with watched(cls, PACKAGE_LAYERS) as record:
+        _check_lora_layer(cls, d_out, d_in, r, alpha, seed, dtype)
+    check_untampered(record)
+    if record.calls:
+        fail(f"{record.calls[0]} ran inside your layer: {PACKAGE_LAYERS[record.calls[0]]}")
+    ok(
+        f"r = {r}, alpha = {alpha:g}: B = 0, A ~ U(±1/√d_in), y = base(x) + {alpha / r:g}·(x Aᵀ) Bᵀ, as PEFT's "
+        "LoRA computes it."
+    )
+
+
+def _check_lora_layer(cls, d_out, d_in, r, alpha, seed, dtype) -> None:
     base = _lora_case(d_out, d_in, dtype, seed)
     weight = base.weight.detach().clone()
     layer = cls(base, r, alpha)
+    package_layers = tuple(c for c in map(import_object, PACKAGE_LAYERS) if isinstance(c, type))
+    held = [type(m).__name__ for m in layer.modules() if isinstance(m, package_layers)]
+    if held:
+        fail(f"your layer holds the package's {held[0]}: write LoRA's factors and forward yourself.")
     if getattr(layer, "base_layer", None) is not base:
         fail("keep the layer you were given as self.base_layer (PEFT's name), not a copy.")
     if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
@@ -118,11 +126,10 @@ def check_lora_layer(cls, d_out: int = 6, d_in: int = 64, r: int = 4, alpha: flo
         generator = torch.Generator().manual_seed(seed + 2)
         B.copy_(torch.randn(d_out, r, generator=generator, dtype=dtype))
         y = layer(x)
-    reference = _lora_reference(base, A.detach(), B.detach(), alpha)
-    with torch.no_grad():
-        want = reference(x)
-        unscaled = base(x) + (x @ A.T) @ B.T
     s = alpha / r
+    with torch.no_grad():  # PEFT's LoRA forward (the package's LoRALinear matches PEFT: tests/c3a/test_peft_io.py)
+        want = base(x) + s * ((x @ A.T) @ B.T)
+        unscaled = base(x) + (x @ A.T) @ B.T
     if not torch.allclose(y, want, rtol=1e-5, atol=1e-6):
         for factor, name in ((1.0, "no scale"), (alpha, "alpha"), (r / alpha, "r / alpha"), (1 / r, "1 / r"),
                              (alpha / math.sqrt(r), "alpha / √r (rsLoRA)")):  # fmt: skip
@@ -146,16 +153,12 @@ def check_lora_layer(cls, d_out: int = 6, d_in: int = 64, r: int = 4, alpha: flo
         got = delta()
     if tuple(got.shape) != (d_out, d_in):
         fail(f"delta_weight() has shape {tuple(got.shape)}; ΔW is (d_out, d_in) = ({d_out}, {d_in}).")
-    if not torch.allclose(got, reference.delta_weight(), rtol=1e-5, atol=1e-6):
+    if not torch.allclose(got, s * (B.detach() @ A.detach()), rtol=1e-5, atol=1e-6):
         fail("delta_weight() is not (alpha / r) · B A: merging it into W would not reproduce your forward.")
     y = layer(x)
     y.square().sum().backward()
     if A.grad is None or B.grad is None or not (A.grad.abs().sum() > 0 and B.grad.abs().sum() > 0):
         fail("no gradient reached lora_A and lora_B: compute the update from the parameters themselves.")
-    ok(
-        f"r = {r}, alpha = {alpha:g}: B = 0, A ~ U(±1/√d_in), y = base(x) + {s:g}·(x Aᵀ) Bᵀ, the same as LoRALinear "
-        "(and PEFT)."
-    )
 
 
 # ------------------------------------------------------------------ counting and choosing b
@@ -169,6 +172,7 @@ def _forbid(*paths: str, why: str) -> dict[str, str]:
     return out
 
 
+@guarded
 def check_same_budget_rank(fn, d_out: int, d_in: int, b: int) -> None:
     """Exercise: ``fn(d_out, d_in, b)`` = the largest LoRA rank ``r`` with no more parameters than C3A at ``b``,
     from the formulas (``lora_rank_for_budget`` raises while ``fn`` runs)."""
@@ -201,6 +205,7 @@ def check_same_budget_rank(fn, d_out: int, d_in: int, b: int) -> None:
     )
 
 
+@guarded
 def check_block_size_choice(fn, d_in: int, d_out: int, lora_rank: int, rule: str = "equal_budget") -> None:
     """Exercise: ``fn(d_in, d_out, r)`` = the valid block size nearest the named rule, on a log scale
     (``suggest_block_size``'s two rules; ``suggest_block_size`` raises while ``fn`` runs).
@@ -214,7 +219,10 @@ def check_block_size_choice(fn, d_in: int, d_out: int, lora_rank: int, rule: str
     }
     if rule not in ideal:
         raise ValueError(f"rule={rule!r} is not one of {list(ideal)}.")
-    rules = _forbid("suggest_block_size", why="it is this exercise's answer; find the nearest valid b yourself.")
+    rules = _forbid(
+        "suggest_block_size", "c3a.counting.nearest_block_size",
+        why="it is this exercise's answer; find the nearest valid b yourself.",
+    )  # fmt: skip
     b = by_the_method(fn, (d_in, d_out, lora_rank), forbidden=rules)
     valid = valid_block_sizes(d_in, d_out)
     if isinstance(b, float) and b.is_integer():
@@ -224,13 +232,17 @@ def check_block_size_choice(fn, d_in: int, d_out: int, lora_rank: int, rule: str
             f"b = {b!r} does not divide both d_in = {d_in} and d_out = {d_out}. C3A cuts ΔW into b × b blocks; "
             f"the valid block sizes are the common divisors: {valid}."
         )
-    want = suggest_block_size(d_in, d_out, lora_rank, rule=rule)
+
+    def nearest(ideal_b: float) -> int:  # on a log scale, ties to the larger block (fewer parameters)
+        return min(valid, key=lambda v: (abs(math.log(v / ideal_b)), -v))
+
+    want = nearest(ideal[rule])
     c3a, lora = c3a_parameter_count(d_out, d_in, b), lora_parameter_count(d_out, d_in, lora_rank)
     if b == want:
         ok(f"b = {b}: C3A {c3a:,} parameters vs LoRA r = {lora_rank}'s {lora:,} ({c3a / lora:.0%}).")
         return
     other = "sqrt" if rule == "equal_budget" else "equal_budget"
-    if b == suggest_block_size(d_in, d_out, lora_rank, rule=other) and rule == "equal_budget":
+    if b == nearest(ideal[other]) and rule == "equal_budget":
         fail(
             f"b = {b} is the √(d_in·d_out)/r rule ({ideal['sqrt']:.1f}): C3A then costs {c3a:,} parameters, "
             f"{c3a / lora:.0%} of LoRA's {lora:,}, not about the same. Equal budget means d_in·d_out/b = "
@@ -257,6 +269,7 @@ def _target(d_out: int, d_in: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((d_out, d_in))
 
 
+@guarded
 def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> None:
     """Exercise: ``fn(T, b)`` must return the block-circulant matrix nearest ``T``, a dense ``(d_out, d_in)``
     (``best_c3a_kernel``, ``project_block_circulant`` and ``best_c3a_fit`` raise while ``fn`` runs)."""
@@ -268,11 +281,29 @@ def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> No
         "c3a_tutorial.fit_update": "it fits by gradient descent; the exercise asks for the exact closed form.",
     }
     t = _target(d_out, d_in, seed)
-    want = project_block_circulant(t, b)
-    blocks = t.reshape(d_out // b, b, d_in // b, b).transpose(0, 2, 1, 3)
+    m, n = d_out // b, d_in // b
+    p = np.arange(b)[:, None]
+    diagonal = (p - np.arange(b)[None, :]) % b  # diagonal[p, k] = (p - k) mod b: the k-th wrapped diagonal
+
+    def diagonal_means(blocks: np.ndarray) -> np.ndarray:  # (m, n, b, b) blocks -> the kernel of their means
+        return blocks[:, :, p, diagonal].mean(axis=2)
+
+    blocks = t.reshape(m, b, n, b).transpose(0, 2, 1, 3)  # blocks[i, j] = T_ij
+    kernel = diagonal_means(blocks)
+    want = block_circulant(kernel)
     first_column = block_circulant(blocks[:, :, :, 0])
-    reversed_kernel = block_circulant(best_c3a_kernel(t, b)[..., (-np.arange(b)) % b])
-    got = as_numpy(by_the_method(fn, (t.copy(), b), forbidden=rules), "your ΔW")
+    reversed_kernel = block_circulant(kernel[..., (-np.arange(b)) % b])
+    untransposed = block_circulant(diagonal_means(t.reshape(m, n, b, b)))  # "blocks" cut by a reshape alone
+    try:
+        got = as_numpy(by_the_method(fn, (t.copy(), b), forbidden=rules), "your ΔW")
+    except (IndexError, ValueError) as err:  # most often from blocks cut without moving the block axes
+        line = str(err).splitlines()[0] if str(err) else ""
+        fail(
+            f"for T of shape {t.shape} and b = {b} your function failed with {type(err).__name__}: {line}. If it "
+            f"comes from cutting T into blocks: T.reshape({m}, {b}, {n}, {b}) has axes (row block, row, column "
+            "block, column), so index it as [i, p, j, q], or move the block axes to the front first "
+            "(.transpose(0, 2, 1, 3)) to index [i, j, p, q]."
+        )
     check_shape(got, t.shape, "your ΔW")
     if close(got, want):
         ok(f"‖ΔW − T‖ / ‖T‖ = {np.linalg.norm(want - t) / np.linalg.norm(t):.3f} at b = {b}, the smallest possible.")
@@ -290,7 +321,15 @@ def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> No
         )
     if close(got, want * b) or close(got, want / b):
         fail("your ΔW is the nearest one scaled by b or 1/b: a mean over b entries divides their sum by b, once.")
-    if not close(project_block_circulant(got, b), got):
+    if b > 1 and close(got, untransposed):
+        fail(
+            f"your blocks are not T's b × b blocks: T.reshape({m}, {n}, {b}, {b}) alone cuts each row of T into "
+            f"pieces and stacks them, so your 'block' (i, j) mixes rows of several blocks. Block (i, j) is "
+            f"T[i*b:(i+1)*b, j*b:(j+1)*b]: reshape to ({m}, {b}, {n}, {b}) (row block, row, column block, column) "
+            "and move the two block indices to the front."
+        )
+    got_blocks = got.reshape(m, b, n, b).transpose(0, 2, 1, 3)
+    if not close(block_circulant(diagonal_means(got_blocks)), got):
         fail("your ΔW is not block-circulant: in every b × b block, each wrapped diagonal must hold one value.")
     fail(
         "your ΔW is block-circulant but not the nearest one to T: each kernel entry should minimise the squared "
@@ -298,6 +337,7 @@ def check_c3a_projection(fn, d_out: int, d_in: int, b: int, seed: int = 0) -> No
     )
 
 
+@guarded
 def check_block_kernel_with_rank(kernel, m: int, n: int, b: int, rank: int) -> None:
     """Exercise: a *real* kernel of shape ``(m, n, b)`` whose ``block_circulant`` has exactly ``rank``."""
     got = as_numpy(kernel, "your kernel")
@@ -322,20 +362,16 @@ def check_block_kernel_with_rank(kernel, m: int, n: int, b: int, rank: int) -> N
 # ------------------------------------------------------------------ the explorer
 
 
-def smallest_good_rank(target: str, b: int, within: float, permute: bool = False) -> int:
-    """The reference: the smallest rank on the C3A-rank slider whose error is within ``within`` of C3A's best."""
-    best = explorer_state(target, b, permute=permute).c3a_error
-    for label, keep in rank_options(target, b, permute):
-        if explorer_state(target, b, keep=keep, permute=permute).c3a_error <= best + within:
-            return int(label)
-    raise AssertionError("unreachable: keeping every frequency is within any tolerance")  # pragma: no cover
-
-
+@guarded
 def check_smallest_good_rank(fn, target: str = "shift-structured", b: int = 32, within: float = 0.01) -> None:
     """Exercise (with the explorer): ``fn(target, b, within)`` = the smallest C3A rank the explorer's rank slider
     offers whose relative error is within ``within`` of C3A's best fit at block size ``b`` (all frequencies)."""
-    want = smallest_good_rank(target, b, within)
-    got = fn(target, b, within)
+    best = explorer_state(target, b).c3a_error
+    options = rank_options(target, b)  # the slider's ranks, smallest first
+    want = next(
+        int(label) for label, keep in options if explorer_state(target, b, keep=keep).c3a_error <= best + within
+    )
+    got = call(fn, target, b, within)
     if isinstance(got, float) and got.is_integer():
         got = int(got)
     if isinstance(got, bool) or not isinstance(got, (int, np.integer)):

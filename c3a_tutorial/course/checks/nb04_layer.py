@@ -11,8 +11,9 @@ from torch.overrides import TorchFunctionMode
 from ...c3a import block_circulant as _operator_module
 from ...c3a import circulant as _circulant_module
 from ...c3a.block_circulant import block_circulant, block_circulant_matmul
-from ...c3a.peft_io import reverse_kernel
 from .common import ExerciseError, fail_wrapped, ok
+from .guard import guarded, import_object
+from .rules import carried_by_fft, check_untampered, peak_numpy_bytes, refuse_held, watched
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:
@@ -38,10 +39,50 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 # The case that checks the *method*: with 2 tokens, everything the FFT route holds (spectra, per-frequency
-# products, even a broadcast (tokens, m, n, F) product: 960 numbers) is far below the 6,144 numbers of the
-# dense ΔW, so any tensor of d_out·d_in numbers in your forward or backward is the dense matrix.
-METHOD_CASE = (64, 96, 8)
+# products, even a broadcast (tokens, m, n, F) product: 6,336 numbers) is far below the 393,216 numbers of the
+# dense ΔW, so any tensor of d_out·d_in numbers in your forward or backward is the dense matrix. b = 64 is none of
+# the other sizes (tokens, m = 8, n = 12, F = 33), so a tensor with two axes of length b is a dense b × b block.
+METHOD_CASE = (512, 768, 64)
 METHOD_TOKENS = 2
+# NumPy memory the forward or the backward may take at its peak there: a quarter of one dense float64 ΔW (3 MiB),
+# some 15x what the FFT route takes in NumPy (a kernel spectrum of 50 KiB and smaller arrays).
+NUMPY_BUDGET = METHOD_CASE[0] * METHOD_CASE[1] * 8 // 4
+
+
+def _package_code(*modules, why: str) -> dict[str, str]:
+    """Every function and class defined in ``modules`` (their private helpers too), each with ``why``."""
+    out = {}
+    for module in modules:
+        for name, obj in vars(module).items():
+            if callable(obj) and getattr(obj, "__module__", None) == module.__name__:
+                out[f"{module.__name__}.{name}"] = why
+    return out
+
+
+# The package's operators, builders and helpers, by code: refused whatever name or attribute reaches them.
+OPERATOR_RULES = _package_code(_operator_module, _circulant_module, why="it is the package's own C3A code") | {
+    "scipy.linalg.circulant": "it builds a dense circulant matrix",
+    "c3a_tutorial.c3a.peft_formats.reverse_kernel": "it is the package's own C3A code",
+}
+for _name in ("c3a_tutorial.c3a.block_circulant.block_circulant", "c3a_tutorial.c3a.circulant.circulant"):
+    OPERATOR_RULES[_name] = (
+        "it is the package's builder, which builds the dense d_out × d_in matrix ΔW (or its blocks). The exercise is "
+        "the route that never builds it: rfft of the input's pieces and of the kernel, one small product per "
+        "frequency, irfft(…, n=b) — section 3's equations"
+    )
+# What a hand-written backward may not hand to autograd: the exercise is to derive the gradients.
+AUTOGRAD_RULES = {
+    path: "it lets autograd derive the gradient; the exercise is the backward you derive (section 3)."
+    for path in (
+        "torch.autograd.grad",
+        "torch.autograd.backward",
+        "torch.Tensor.backward",
+        "torch.autograd.functional.vjp",
+        "torch.autograd.functional.jacobian",
+        "torch.func.vjp",
+        "torch.func.grad",
+    )
+}
 
 # What the exercise must not call while your Function runs: the package's dense builders and its operators.
 _DENSE = "builds the dense d_out × d_in matrix ΔW"
@@ -155,14 +196,6 @@ def _check_kept(saved, ctx, x, w, where: str) -> None:
         )
 
 
-def _dense_grads(x, w, grad_y):
-    x = x.clone().requires_grad_(True)
-    w = w.clone().requires_grad_(True)
-    y = x @ block_circulant(w).T
-    gx, gw = torch.autograd.grad(y, (x, w), grad_y)
-    return y.detach(), gx, gw
-
-
 def _run_function(fn_class, x, w, grad_y, where: str):
     """Forward and backward of the learner's Function, with the dense helpers refused and what it keeps for
     backward recorded; returns ``(y, grad_x, grad_w)``."""
@@ -174,21 +207,29 @@ def _run_function(fn_class, x, w, grad_y, where: str):
         saved.append(t)
         return t
 
-    with _dense_helpers_refused(fn_class):
-        try:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                y = fn_class.apply(x, w)
-        except NotImplementedError:
-            fail_wrapped("your forward is not written yet (it raises NotImplementedError).")
-        except ExerciseError:
-            raise
-        except Exception as err:  # noqa: BLE001
-            fail_wrapped(f"{where} your forward failed with {type(err).__name__}: {err}.")
+    b = w.shape[-1]
+    with _dense_helpers_refused(fn_class), _backward_counted(fn_class) as backward_calls:
+        with watched(fn_class, OPERATOR_RULES, patch=False) as record:
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    y = fn_class.apply(x, w)
+            except NotImplementedError:
+                fail_wrapped("your forward is not written yet (it raises NotImplementedError).")
+            except ExerciseError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the learner's code: the crash points to a hint
+                line = str(err).splitlines()[0] if str(err) else ""
+                fail_wrapped(
+                    f"{where} your forward failed with {type(err).__name__}: {line}. "
+                    + (_IRFFT_HINT.format(b=b) if _irfft_without_n(record.torch.calls, b) else "")
+                )
+        _refuse_recorded(record)
         y_t = _as_tensor(y, "your forward's output")
         if tuple(y_t.shape) != (x.shape[0], w.shape[0] * w.shape[-1]):
             fail_wrapped(
                 f"your forward returns shape {tuple(y_t.shape)} for x {tuple(x.shape)} and w {tuple(w.shape)}; it "
-                f"should be (N, d_out) = {(x.shape[0], w.shape[0] * w.shape[-1])}. Did you pass n=b to irfft?"
+                f"should be (N, d_out) = {(x.shape[0], w.shape[0] * w.shape[-1])}. "
+                + (_IRFFT_HINT.format(b=b) if _irfft_without_n(record.torch.calls, b) else "Did you pass n=b to irfft?")
             )
         if not y.requires_grad:
             fail_wrapped(
@@ -206,43 +247,138 @@ def _run_function(fn_class, x, w, grad_y, where: str):
                 f"{where} your backward failed with {type(err).__name__}: {err}. It must return one gradient per "
                 "input of forward: (grad_x, grad_w)."
             )
+        if not backward_calls:
+            fail_wrapped(
+                f"{where} your backward never ran: autograd differentiated your forward's torch operations by itself "
+                f"(the output's grad_fn is {type(ctx).__name__}, not your Function's). The exercise is the backward "
+                "you derive: compute y inside forward(ctx, x, w), call the Function as MyC3AFunction.apply(x, w), "
+                "and return the gradients from backward."
+            )
     _check_kept(saved, ctx, x, w, where)
     return y_t, gx, gw
 
 
+_IRFFT_HINT = (
+    "Did you pass n=b to irfft? Yours has no n=: from b // 2 + 1 coefficients it returns 2·(b // 2) samples, "
+    "which is b - 1 for an odd b = {b}. Pass the length: torch.fft.irfft(..., n=b, dim=-1)."
+)
+
+
+def _irfft_without_n(calls, b: int) -> bool:
+    """Did an irfft run without ``n`` (so it guessed the length), where the block size ``b`` is odd?"""
+    return b % 2 == 1 and any(  # torch.fft.irfft reaches the torch mode as fft_irfft
+        name.endswith("irfft") and "n" not in kwargs and len(args) < 2 for name, args, kwargs in calls
+    )
+
+
+def _refuse_recorded(record) -> None:
+    check_untampered(record)
+    if record.calls:
+        path = record.calls[0]
+        why = OPERATOR_RULES.get(path) or AUTOGRAD_RULES.get(path, "")
+        fail_wrapped(f"your Function ran {path}: {why}. Write the FFTs yourself (section 3's equations).")
+
+
+@contextlib.contextmanager
+def _backward_counted(fn_class):
+    """While active, the learner's backward is wrapped: ``calls`` (the yielded list) records each time it ran, and
+    it runs under a watch that refuses autograd's own differentiation (``AUTOGRAD_RULES``)."""
+    name = "vjp" if fn_class.vjp is not torch.autograd.Function.vjp else "backward"
+    original = vars(fn_class).get(name)
+    if not isinstance(original, staticmethod):
+        yield [1]  # not a static method: the checks below say what is wrong with it
+        return
+    calls = []
+
+    def counted(ctx, *grads):
+        calls.append(1)
+        with watched(original.__func__, AUTOGRAD_RULES, patch=False) as record:
+            out = original.__func__(ctx, *grads)
+        _refuse_recorded(record)
+        return out
+
+    setattr(fn_class, name, staticmethod(counted))
+    try:
+        yield calls
+    finally:
+        setattr(fn_class, name, original)
+
+
+def _numel(shape) -> int:
+    out = 1
+    for size in shape:
+        out *= size
+    return out
+
+
 def _check_method(fn_class) -> None:
     """At ``METHOD_CASE``: no torch call in the learner's forward or backward returns a tensor of d_out·d_in
-    numbers (the dense ΔW), whichever way it was built."""
+    numbers (the dense ΔW) or one with two axes of length b (a dense block), NumPy's memory stays under a quarter
+    of ΔW's, the FFTs transform x, w and grad_y and their outputs are the results."""
     d_out, d_in, b = METHOD_CASE
     g = torch.Generator().manual_seed(123)
     x = torch.randn(METHOD_TOKENS, d_in, dtype=torch.float64, generator=g).requires_grad_(True)
     w = torch.randn(d_out // b, d_in // b, b, dtype=torch.float64, generator=g).requires_grad_(True)
     grad_y = torch.randn(METHOD_TOKENS, d_out, dtype=torch.float64, generator=g)
     where = f"at d_out, d_in, b = {d_out}, {d_in}, {b} with {METHOD_TOKENS} tokens"
+
+    def dense(shape) -> bool:
+        return _numel(shape) >= d_out * d_in or sum(size == b for size in shape) >= 2
+
+    y = None
     for phase in ("forward", "backward"):
-        watch = _LargestTensor()
+        rules = OPERATOR_RULES if phase == "forward" else OPERATOR_RULES | AUTOGRAD_RULES
         with _dense_helpers_refused(fn_class):
-            if phase == "forward":
-                with watch:
-                    y = fn_class.apply(x, w)
-            else:
-                with watch:  # called directly: torch's autograd engine would run it outside this watch
-                    fn_class.backward(y.grad_fn, grad_y)
-        if watch.numel >= d_out * d_in:
+            with watched(fn_class, rules, count_fft=True, shape_rule=dense, patch=False) as record:
+                if phase == "forward":
+                    y, peak = peak_numpy_bytes(lambda: fn_class.apply(x, w))
+                    results = (y,)
+                else:  # called directly: torch's autograd engine would run it outside this watch
+                    results, peak = peak_numpy_bytes(lambda: fn_class.backward(y.grad_fn, grad_y))  # noqa: B023
+        _refuse_recorded(record)
+        if record.torch.flagged is not None:
+            shape, call = record.torch.flagged
             fail_wrapped(
-                f"{where} your {phase} builds a tensor of shape {watch.shape} ({watch.numel:,} numbers, from "
-                f"{watch.call}): as many as the dense ΔW (d_out·d_in = {d_out * d_in:,}), while the FFT route "
-                f"never holds more than about a thousand here. Work per frequency on the spectra — "
-                "Y_i[f] = Σ_j W_ij[f] X_j[f] — and never form the d_out × d_in matrix."
+                f"{where} your {phase} builds a tensor of shape {shape} ({_numel(shape):,} numbers, from {call}): "
+                + (
+                    f"as many as the dense ΔW (d_out·d_in = {d_out * d_in:,})"
+                    if _numel(shape) >= d_out * d_in
+                    else f"it has two axes of length b = {b}, a dense b × b block"
+                )
+                + ", while the FFT route never holds more than about six thousand numbers here. Work per frequency "
+                "on the spectra — Y_i[f] = Σ_j W_ij[f] X_j[f] — and never form ΔW or its blocks."
+            )
+        if peak > NUMPY_BUDGET:
+            fail_wrapped(
+                f"{where} your {phase} took {peak / 2**20:.1f} MiB of NumPy memory (the budget is "
+                f"{NUMPY_BUDGET / 2**20:.2f} MiB, a quarter of one dense ΔW): it built ΔW, or its blocks, in NumPy. "
+                "Work per frequency on the spectra, in torch."
+            )
+        inputs = {_numel(shape) for _, shape, _, _ in record.fft_calls}
+        needed = {"x": x.numel(), "w": w.numel()} if phase == "forward" else {"grad_y": grad_y.numel()}
+        missing = [name for name, size in needed.items() if size not in inputs]
+        carried = all(carried_by_fft(r, record) for r in results if isinstance(r, torch.Tensor))
+        if missing or not carried:
+            fail_wrapped(
+                f"{where} the FFTs do not carry your {phase}: "
+                + (
+                    f"no FFT transformed {' or '.join(missing)}. "
+                    if missing
+                    else "its result is not an inverse FFT's output. "
+                )
+                + "The exercise is the FFT route: rfft of the pieces of the input and of the kernel, a product per "
+                "frequency, irfft(…, n=b) back (section 3's equations)."
             )
 
 
+@guarded
 def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: int = 7) -> None:
     """Exercise 04.1: ``fn_class`` is a ``torch.autograd.Function`` with ``apply(x, w) = x @ block_circulant(w).T``
     for ``x`` of shape ``(N, d_in)``, with its own backward. Checked against dense float64 autograd and with
     ``torch.autograd.gradcheck`` on both inputs, for every ``(d_out, d_in, b)`` in ``shapes``."""
     if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
         fail_wrapped("pass the class itself (a subclass of torch.autograd.Function), not an instance or a function.")
+    refuse_held(fn_class, OPERATOR_RULES)
     if fn_class.backward is torch.autograd.Function.backward:
         fail_wrapped("your Function has no backward: write the static method backward(ctx, grad_y).")
     g = torch.Generator().manual_seed(seed)
@@ -250,11 +386,15 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
         x = torch.randn(tokens, d_in, dtype=torch.float64, generator=g)
         w = torch.randn(d_out // b, d_in // b, b, dtype=torch.float64, generator=g)
         grad_y = torch.randn(tokens, d_out, dtype=torch.float64, generator=g)
-        want_y, want_x, want_w = _dense_grads(x, w, grad_y)
+        # The reference, by dense autograd (computed here, not by a helper a learner could call).
+        x_ref, w_ref = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        y_ref = x_ref @ block_circulant(w_ref).T
+        want_x, want_w = torch.autograd.grad(y_ref, (x_ref, w_ref), grad_y)
+        want_y = y_ref.detach()
         where = f"at d_out, d_in, b = {d_out}, {d_in}, {b}"
         got_y, got_x, got_w = _run_function(fn_class, x, w, grad_y, where)
         if not _close(got_y, want_y):
-            if _close(got_y, x @ block_circulant(reverse_kernel(w)).T):
+            if _close(got_y, x @ block_circulant(w[..., (-torch.arange(b)) % b]).T):
                 fail_wrapped(
                     f"{where} your forward applies circulant(w[i, j])ᵀ (the kernel as first *row*, PEFT's convention); "
                     "ours has it as the first column, whose spectrum enters unconjugated (section 2)."
@@ -276,7 +416,7 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
         # No shape checks needed here: autograd itself refuses a gradient whose shape is not its input's (and
         # sums one that broadcasts to it), so a wrong shape ends above as 'your backward failed'.
         if not _close(got_x, want_x):
-            if _close(got_x, grad_y @ block_circulant(reverse_kernel(w))):
+            if _close(got_x, grad_y @ block_circulant(w[..., (-torch.arange(b)) % b])):
                 fail_wrapped(
                     f"{where} grad_x applies C(w) where the adjoint C(w)ᵀ belongs: multiply by the *conjugate* "
                     "kernel spectrum, conj(W). (b ≤ 2 would not show it: there C(w)ᵀ = C(w).)"
@@ -324,18 +464,38 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
             fail_wrapped(f"{where} torch.autograd.gradcheck fails on your Function (float64, both inputs).")
     _check_method(fn_class)
     bs = sorted({b for _, _, b in shapes})
+    d_out, d_in, b = METHOD_CASE
     ok(
-        f"forward and backward match dense autograd and pass gradcheck on x and w at b ∈ {bs}; only x and w are "
-        "kept for backward, and no d_out × d_in matrix is ever built."
+        f"forward and backward match dense autograd and pass gradcheck on x and w at b ∈ {bs}; your backward ran and "
+        f"only x and w are kept for it. At {d_out} × {d_in}, b = {b}: FFTs carry both passes, no torch call returned "
+        "a tensor as large as ΔW or a b × b block, and NumPy's memory stayed under a quarter of ΔW's."
     )
 
 
+@guarded
 def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0) -> None:
     """Exercise 04.2: ``module_class(base_layer, block_size, matmul)`` is a C3A layer: frozen ``base_layer``, a
     zero-initialised kernel ``(d_out/b, d_in/b, b)``, ``scale = 1/d_in``, ``forward = base(x) + scale ·
     matmul(x, kernel)`` for any leading dimensions, ``delta_weight()``, ``merge()`` and ``unmerge()``.
 
-    ``matmul`` is given the package's operator here, so this exercise is checked independently of 04.1."""
+    ``matmul`` is given the package's operator here, so this exercise is checked independently of 04.1. The
+    package's layers may not do the work: no subclass, no instance inside, no call of their code."""
+    refuse_held(module_class, PACKAGE_LAYERS)
+    with watched(module_class, PACKAGE_LAYERS, patch=False) as record:
+        _check_c3a_module(module_class, shapes, seed)
+    check_untampered(record)
+    if record.calls:
+        fail_wrapped(f"{record.calls[0]} ran inside your layer: {PACKAGE_LAYERS[record.calls[0]]}")
+    ok("a frozen base, a zero-initialised kernel, scale 1/d_in, merge and unmerge: a C3A layer.")
+
+
+PACKAGE_LAYERS = {
+    path: "it is the package's C3A layer (or its base); the exercise is to write the layer yourself."
+    for path in ("c3a_tutorial.C3ALinear", "c3a_tutorial.LoRALinear", "c3a_tutorial.c3a.layers.AdapterLinear")
+}
+
+
+def _check_c3a_module(module_class, shapes, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     for d_out, d_in, b in shapes:
         where = f"at d_out, d_in, b = {d_out}, {d_in}, {b}"
@@ -348,6 +508,10 @@ def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0
             fail_wrapped("your layer is not written yet (it raises NotImplementedError).")
         if not isinstance(layer, torch.nn.Module):
             fail_wrapped("your class must subclass torch.nn.Module.")
+        package_layers = tuple(c for c in map(import_object, PACKAGE_LAYERS) if isinstance(c, type))
+        held = [type(m).__name__ for m in layer.modules() if isinstance(m, package_layers)]
+        if held:
+            fail_wrapped(f"your layer holds the package's {held[0]}: write the C3A layer yourself.")
         kernel = getattr(layer, "kernel", None)
         if not isinstance(kernel, torch.nn.Parameter):
             fail_wrapped("store the kernel as an nn.Parameter named `kernel`, so the optimizer sees it.")
@@ -435,4 +599,3 @@ def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0
             fail_wrapped(
                 "after unmerge() the forward must add the adapter again (base(x) + scale · matmul(x, kernel))."
             )
-    ok("a frozen base, a zero-initialised kernel, scale 1/d_in, merge and unmerge: a C3A layer.")

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from ...c3a.inject import adapter_layers, add_adapters
-from .common import fail_wrapped, ok
+from .common import ExerciseError, fail_wrapped, ok
+from .guard import call, guarded
+from .rules import by_the_method
 
 # ---------------------------------------------------------------------------------------------------------------
 # Exercise 05.1: the optimizer's parameter groups of the training loop.
@@ -58,10 +60,17 @@ HIDDEN_CASES = (
 )
 
 
+GROUP_RULES = {
+    "c3a_tutorial.adapter_parameter_groups": "it is the package's version of this exercise's answer; build the "
+    "groups yourself from model.named_parameters() and the adapters' scale."
+}
+
+
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
 
 
+@guarded
 def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: float = 3e-3) -> None:
     """Exercise 05.1: ``fn(model, lr, head_lr)`` returns AdamW parameter groups: every trainable parameter
     outside the head at ``lr`` with ``eps = 1e-8 × s`` (``s`` the adapters' ΔW scale, 1 without adapters),
@@ -70,7 +79,9 @@ def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: f
         model, scale = _case(method, width, nested, **kwargs)
         where = f"For {label}:"
         try:
-            groups = fn(model, lr, head_lr)
+            groups = by_the_method(fn, (model, lr, head_lr), forbidden=GROUP_RULES)
+        except ExerciseError:
+            raise
         except NotImplementedError:
             fail_wrapped("optimizer_groups is not written yet (it raises NotImplementedError).")
         except Exception as err:  # noqa: BLE001 - the learner's code; say where it broke
@@ -172,19 +183,6 @@ def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: f
 # Exercise 05.2: the energy rank of a spectrum.
 
 
-def _energy_rank(s, fraction: float) -> int:
-    energy = np.sort(np.abs(np.asarray(s, dtype=float)))[::-1] ** 2
-    cumulative = np.cumsum(energy) / energy.sum()
-    return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)
-
-
-def _strict_rank(s, fraction: float) -> int:
-    """What a strict inequality (share > fraction) gives; ``len(s) + 1`` if no k qualifies."""
-    energy = np.sort(np.abs(np.asarray(s, dtype=float)))[::-1] ** 2
-    cumulative = np.cumsum(energy) / energy.sum()
-    return int(np.searchsorted(cumulative, fraction, side="right") + 1)
-
-
 # Cases where the k largest values hold *exactly* the fraction: integer values whose squares sum to a power
 # of two, so every share is exact in floating point and "at least" (≥) differs from "more than" (>).
 TIES = (
@@ -194,6 +192,15 @@ TIES = (
 )
 
 
+def _shown(s) -> str:
+    """``s`` as a message shows it: whole if short, else its length and first values (a hidden case has up to 40)."""
+    values = [round(float(v), 3) for v in s]
+    if len(values) <= 8:
+        return str(values)
+    return f"[{', '.join(map(str, values[:4]))}, …] ({len(values)} values)"
+
+
+@guarded
 def check_energy_rank(fn, seed: int | None = None) -> None:
     """Exercise 05.2: ``fn(s, fraction)`` = how many singular values hold ``fraction`` of ΔW's energy.
 
@@ -214,31 +221,39 @@ def check_energy_rank(fn, seed: int | None = None) -> None:
             cases.append(([float(v) for v in rng.permutation(s)], float(rng.choice([0.5, 0.8, 0.9, 0.99]))))
         cases += [([float(v) for v in rng.permutation(s)], fraction) for s, fraction in TIES]
     for s, fraction in cases:
-        want = _energy_rank(s, fraction)
-        got = fn(np.array(s), fraction)
+        # The reference, from the energy fractions: the k largest values' share of Σ sᵢ², k = 1, 2, ...
+        shares = np.cumsum(np.sort(np.abs(np.asarray(s, dtype=float)))[::-1] ** 2) / np.sum(np.square(s))
+        want = int(np.searchsorted(shares, fraction - 1e-12) + 1)
+        strict = int(np.searchsorted(shares, fraction, side="right") + 1)  # what "share > fraction" gives
+        shown = _shown(s)
+        got = call(fn, np.array(s), fraction)
         if got is None:
             fail_wrapped("Your function returned None: did it end with a `return` statement?")
         if int(got) == want:
             continue
         in_order = np.cumsum(np.square(s)) / np.sum(np.square(s))
         if s != sorted(s, reverse=True) and int(got) == int(np.searchsorted(in_order, fraction - 1e-12) + 1):
-            fail_wrapped(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
+            fail_wrapped(
+                f"For s = {shown} (not sorted) you returned {got}, want {want}: sort the values largest first."
+            )
         plain = np.cumsum(np.sort(s)[::-1]) / np.sum(s)
         if int(got) == int(np.searchsorted(plain, fraction - 1e-12) + 1):
             fail_wrapped(
-                f"For s = {s} you returned {got}, counting the singular values themselves. Energy is the squared "
+                f"For s = {shown} you returned {got}, counting the singular values themselves. Energy is the squared "
                 "Frobenius norm, ‖ΔW‖² = Σ sᵢ²: accumulate s**2."
             )
-        if int(got) == _strict_rank(s, fraction):
+        if int(got) == strict:
             fail_wrapped(
-                f"For s = {s} and fraction = {fraction} you returned {got}, want {want}: the {want} largest values "
+                f"For s = {shown} and fraction = {fraction} you returned {got}, want {want}: the {want} largest values "
                 f"hold exactly {fraction} of Σ sᵢ², and the question asks for *at least* that share. A strict "
                 "comparison (>) skips the k where the share equals the fraction."
             )
         if s != sorted(s, reverse=True):
-            fail_wrapped(f"For s = {s} (not sorted) you returned {got}, want {want}: sort the values largest first.")
+            fail_wrapped(
+                f"For s = {shown} (not sorted) you returned {got}, want {want}: sort the values largest first."
+            )
         fail_wrapped(
-            f"For s = {s} and fraction = {fraction} you returned {got}, want {want}: the smallest k with "
+            f"For s = {shown} and fraction = {fraction} you returned {got}, want {want}: the smallest k with "
             "s₁² + … + s_k² ≥ fraction · Σ sᵢ²."
         )
     ok("the energy rank counts the largest singular values until they hold the asked-for share of ‖ΔW‖².")
