@@ -112,7 +112,13 @@ class GradingProcess:
             )
         self.sandboxed = use_bwrap
         # The parent's import path, fixed when nbgrader started: no current folder, no PYTHONPATH read again.
-        path = [p for p in sys.path if p and os.path.isabs(p)]
+        # nbgrader puts the course root on it (its config's folder): left out, with every hidden folder.
+        hidden_roots = [os.path.realpath(h) + os.sep for h in hidden]
+        path = [
+            p
+            for p in sys.path
+            if p and os.path.isabs(p) and not any((os.path.realpath(p) + os.sep).startswith(h) for h in hidden_roots)
+        ]
         code = f"import sys; sys.path[:] = {path!r}; from c3a_tutorial.tools.grading_child import serve; serve()"
         command = [sys.executable, "-E", "-s", "-c", code]
         env = {k: v for k, v in os.environ.items() if k in PASSED_ENVIRONMENT or k.startswith("C3A_")}
