@@ -15,7 +15,9 @@ Command line::
 ``init`` writes into a new (or empty) ``COURSE_DIR``:
 
 - ``nbgrader_config.py``: the course id, the course root, an exchange folder (``COURSE_DIR/exchange`` unless
-  ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, and the student-version header;
+  ``--exchange``), a cell timeout long enough for notebook 05's fine-tuning, the student-version header, the
+  isolated grading of every test cell after nbgrader's kernel run (``isolated_grading``), and feedback without
+  the hidden tests (nbgrader's ``ClearHiddenTests``);
 - ``source/<notebook stem>/``: one assignment per notebook, holding the notebook (without its Colab badge and its
   links to the other notebooks: in the repository they open the solution notebooks, ``student_facing``) and the
   repository data files its code names or its prose cites (under ``data/``, the same relative path as in the
@@ -98,6 +100,20 @@ c.Exchange.root = {exchange}
 c.IncludeHeaderFooter.header = os.path.join(here, {header!r})
 # Seconds per cell under autograde: nbgrader's default, 30, is too short for notebook 05's fine-tuning.
 c.Execute.timeout = {timeout}
+# Each autograded test cell is graded again in a process of its own that holds only the learner's definitions and
+# the locked test cell (c3a_tutorial/tools/isolated_grading.py): what a solution cell patches in the kernel, and
+# the files of this course, do not reach the grade. "auto" uses bubblewrap where it works; "bwrap" insists on it.
+from c3a_tutorial.tools.isolated_grading import autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
+c.IsolatedGrading.timeout = {timeout}
+c.IsolatedGrading.sandbox = "auto"
+# The feedback shows the test cells without their hidden tests (nbgrader's ClearHiddenTests, as in the release):
+# the isolated run's messages say what failed; the hidden cases' code stays the instructor's.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
 '''
 
 

@@ -232,6 +232,39 @@ def load_mistakes(folder: Path = Path(__file__).parent) -> list[Mistake]:
     return found
 
 
+def load_attempts(folder: Path = Path(__file__).parent) -> list[Mistake]:
+    """``ATTEMPTS`` of every ``tests/tools/attempts_*.py``: ``Mistake`` s, or tuples in its field order."""
+    found: list[Mistake] = []
+    for path in sorted(folder.glob("attempts_*.py")):
+        module = importlib.import_module(f"tests.tools.{path.stem}")
+        found += [a if isinstance(a, Mistake) else Mistake(*a) for a in module.ATTEMPTS]
+    ids = [a.id for a in found]
+    assert len(ids) == len(set(ids)), f"attempts given twice: {sorted({i for i in ids if ids.count(i) > 1})}"
+    return found
+
+
+def grading_notebook(source_nb):
+    """The exercises of a course notebook without the rest of its lesson: its code cells' definitions (imports,
+    functions, classes, literal constants: what the isolated grading takes from them too), then every solution
+    cell and test cell, as they are. nbgrader grades it as it grades the notebook, and runs it in seconds."""
+    from c3a_tutorial.tools import solution_scan
+
+    nb = nbformat.from_dict(source_nb)
+    cells = []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or (meta and not (meta.get("solution") or meta.get("grade"))):
+            continue
+        if meta:
+            cells.append(cell)
+        else:
+            kept = solution_scan.definitions(cell.source, literals_only=True)
+            if kept.strip():
+                cells.append(new_code_cell(kept))
+    nb.cells = cells
+    return nb
+
+
 def _defined_and_used(source: str) -> tuple[set[str], set[str]]:
     """Top-level names a cell defines, and every name it reads (``None`` for both if it does not parse)."""
     try:
@@ -319,7 +352,9 @@ class CourseRun:
     in a second process while ``autograde`` runs (the machine's two cores are both used)."""
 
     def __init__(self, course: Path, notebooks: list[Path], mistakes: list[Mistake], exchange_student=False,
-                 validate=False):  # fmt: skip
+                 validate=False, prefix="mistakes", blank=True):  # fmt: skip
+        self.prefix = prefix  # the submissions' student ids: f"{prefix}-NN-k"
+        self.with_blank = blank  # also submit the untouched release (student "blank")
         self.course, self.notebooks, self.mistakes = Path(course), sorted(notebooks), list(mistakes)
         self.assignments = [p.stem for p in self.notebooks]
         self.source = {p.stem: nbformat.read(p, as_version=4) for p in self.notebooks}
@@ -350,11 +385,11 @@ class CourseRun:
         for assignment in self.assignments:
             release, solutions = self.release(assignment), solution_sources(self.source[assignment])
             self._add("solutions", assignment, submission(release, solutions))
-            if not self.exchange_student:
+            if not self.exchange_student and self.with_blank:
                 self._add(blank, assignment, release)
             mine = [m for m in self.mistakes if m.grade_id in solutions]
             for k, round_ in enumerate(mistake_rounds(mine, self.source[assignment]), 1):
-                student = f"mistakes-{assignment[:2]}-{k}"
+                student = f"{self.prefix}-{assignment[:2]}-{k}"
                 self._add(student, assignment, submission(release, solutions, {m.grade_id: m.source for m in round_}))
                 self.rounds[student] = round_
                 self.student_of.update({m.id: student for m in round_})
@@ -485,6 +520,21 @@ def _secret_and_public_lines(nb) -> tuple[set[str], set[str]]:
             else:
                 (secret if inside else public).add(line.strip())
     return secret, public
+
+
+def hidden_lines(source_nb) -> set[str]:
+    """The lines of the hidden tests of ``source_nb`` that appear nowhere else in it (6 characters or more)."""
+    secret, public = set(), set()
+    for cell in source_nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if assignments.HIDDEN_TEST_DELIMITERS[0] in line:
+                inside = True
+            elif assignments.HIDDEN_TEST_DELIMITERS[1] in line:
+                inside = False
+            else:
+                (secret if inside else public).add(line.strip())
+    return {line for line in secret - public if len(line) >= 6}
 
 
 def leaked_lines(source_nb, release_path: Path) -> list[str]:

@@ -270,6 +270,14 @@ def test_init_config_is_what_nbgrader_reads(tmp_path):
     assert config.Exchange.root == str((tmp_path / "shared-exchange").resolve())
     assert config.IncludeHeaderFooter.header == str(course.resolve() / "student_header.ipynb")
     assert not (course / "exchange").exists(), "with --exchange, no course-local exchange folder"
+    # Autograde regrades each test cell in isolation, right after the kernel's run; feedback hides hidden tests.
+    from nbgrader.preprocessors import ClearHiddenTests, Execute, SaveAutoGrades
+
+    from c3a_tutorial.tools.isolated_grading import IsolatedGrading
+
+    steps = list(config.Autograde.autograde_preprocessors)
+    assert steps.index(IsolatedGrading) == steps.index(Execute) + 1 < steps.index(SaveAutoGrades)
+    assert ClearHiddenTests in config.GenerateFeedback.preprocessors
 
 
 def test_init_refuses_a_non_empty_directory(tmp_path, capsys):

@@ -14,7 +14,9 @@
   validate, in a second process beside autograde. Every notebook's mistakes run by default;
   ``C3A_NBGRADER_MISTAKES=01,03`` (by number) runs only those notebooks'. Notebook 05 is graded in its smoke
   configuration (``C3A_NOTEBOOK_SMOKE=1``, set by ``nbgrader_course.env``). The score table (student × notebook)
-  and the time of each nbgrader step are printed.
+  and the time of each nbgrader step are printed. Autograde regrades each test cell in isolation, as ``init``
+  configures it (``c3a_tutorial/tools/isolated_grading.py``), so these scores are the isolated run's; the attempts
+  on the grading are ``test_nbgrader_attempts.py``'s.
 """
 
 from __future__ import annotations
