@@ -74,27 +74,15 @@ def test_flags_and_fields_are_one_to_one():
     assert methods == ["c3a", "lora", "full"] and config.method == "c3a"
 
 
-def _spy_on_finetune(monkeypatch) -> list:
-    """Keep every FinetuneResult that main produces."""
-    results = []
-
-    def spy(*args, **kwargs):
-        results.append(train.finetune(*args, **kwargs))
-        return results[-1]
-
-    monkeypatch.setattr(cli, "finetune", spy)
-    return results
-
-
 # PEFT 0.21 still calls a name transformers 5 deprecates; that warning is about them, not this code.
 @pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
 @pytest.mark.parametrize("method, setting, filename", [("c3a", ["--block-size", "8"], "adapter.safetensors"),
                                                        ("lora", ["--rank", "2"], "adapter.pt")])  # fmt: skip
 def test_saved_and_exported_adapters_reproduce_the_trained_logits(
-    tiny_dir, tmp_path, monkeypatch, capsys, method, setting, filename
+    tiny_dir, tmp_path, monkeypatch, capsys, finetune_results, method, setting, filename
 ):
     peft = pytest.importorskip("peft")
-    results = _spy_on_finetune(monkeypatch)
+    results = finetune_results
     path, peft_dir = tmp_path / "runs" / filename, tmp_path / "peft"
     argv = ["--model", str(tiny_dir), "--method", method, *setting, "--epochs", "1", "--max-steps", "3"]
     argv += ["--lr", "1.0" if method == "c3a" else "0.05", "--head-lr", "0.05", "--train-size", "48"]

@@ -33,25 +33,14 @@ def _decoder_dir(tmp_path, family: str):
     return tmp_path / family
 
 
-def _results(monkeypatch) -> list:
-    results = []
-
-    def spy(*args, **kwargs):
-        results.append(train.finetune(*args, **kwargs))
-        return results[-1]
-
-    monkeypatch.setattr(cli, "finetune", spy)
-    return results
-
-
 DECODERS = [("gpt2", ["c_attn"], ["--method", "c3a", "--block-size", "8"]),
             ("llama", ["q_proj", "v_proj"], ["--method", "lora"])]  # fmt: skip
 
 
 @pytest.mark.parametrize("family, targets, setting", DECODERS)
-def test_a_decoder_checkpoint_trains_its_score_head(tmp_path, monkeypatch, family, targets, setting):
+def test_a_decoder_checkpoint_trains_its_score_head(tmp_path, finetune_results, family, targets, setting):
     """finetune trained only a head called classifier: a GPT-2 or Llama checkpoint (head: score) stopped."""
-    results = _results(monkeypatch)
+    results = finetune_results
     path = _decoder_dir(tmp_path, family)
     argv = ["--model", str(path), *setting, "--target-modules", *targets, "--epochs", "1", "--max-steps", "2"]
     argv += ["--train-size", "16", "--eval-size", "8", "--batch-size", "8", "--max-length", "16", "--device", "cpu"]
