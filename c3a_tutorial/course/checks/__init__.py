@@ -22,7 +22,7 @@ from .nb03_block_circulant import (
     check_smallest_good_rank,
 )
 from .nb04_layer import check_c3a_function, check_c3a_module
-from .nb05_finetuning import check_energy_rank, check_optimizer_groups
+from .nb05_finetuning import check_c3a_energy_rank, check_optimizer_groups
 
 snapshot()  # what the checkers rely on, before any learner code runs: guard.verify_guarded compares against it
 
@@ -43,6 +43,6 @@ __all__ = [
     "check_block_kernel_with_rank",
     "check_c3a_function",
     "check_c3a_module",
-    "check_energy_rank",
+    "check_c3a_energy_rank",
     "check_optimizer_groups",
 ]
