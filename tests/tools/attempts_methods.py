@@ -255,7 +255,13 @@ class MyLoRALinear(torch.nn.Module):
         "nb03_ex2_solution",
         "package answer smallest_good_rank",
         _REMOVED.format(module="nb03_block_circulant", name="smallest_good_rank")
-        + "def smallest_good_rank(target, b, within):\n    return smallest_good_rank(target, b, within)\n",
+        + "def cheapest_block_size(target, error):\n    return smallest_good_rank(target, 96, error)\n",
+    ),
+    Mistake(
+        "nb03_ex2_solution",
+        "the visible answer hard-coded",
+        "def cheapest_block_size(target, error):\n    return 64\n",
+        "this budget does not get there",
     ),
     Mistake(
         "nb03_ex3_solution",

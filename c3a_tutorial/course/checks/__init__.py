@@ -17,9 +17,9 @@ from .nb03_block_circulant import (
     check_block_kernel_with_rank,
     check_block_size_choice,
     check_c3a_projection,
+    check_cheapest_block_size,
     check_lora_layer,
     check_same_budget_rank,
-    check_smallest_good_rank,
 )
 from .nb04_layer import check_c3a_function, check_c3a_module
 from .nb05_finetuning import check_c3a_energy_rank, check_optimizer_groups
@@ -37,7 +37,7 @@ __all__ = [
     "check_kernel_fit",
     "check_lora_layer",
     "check_same_budget_rank",
-    "check_smallest_good_rank",
+    "check_cheapest_block_size",
     "check_block_size_choice",
     "check_c3a_projection",
     "check_block_kernel_with_rank",
