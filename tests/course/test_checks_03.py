@@ -11,7 +11,7 @@ import torch
 
 from c3a_tutorial import block_circulant, lora_rank_for_budget, suggest_block_size, valid_block_sizes
 from c3a_tutorial.course import checks
-from c3a_tutorial.course.explorer import explorer_state, rank_options
+from c3a_tutorial.course.explorer import explorer_state
 from c3a_tutorial.course.fitting import best_c3a_kernel, project_block_circulant
 from c3a_tutorial.course.spectral import keep_frequencies
 
@@ -296,45 +296,56 @@ def test_block_kernel_with_rank():
 
 # ------------------------------------------------------------------ the explorer task
 
-
-def _smallest_good_rank(target, b, within):
-    best = explorer_state(target, b).c3a_error
-    for label, keep in rank_options(target, b):
-        if explorer_state(target, b, keep=keep).c3a_error <= best + within:
-            return int(label)
+SLIDER = (96, 64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2)  # the budget slider's block sizes, cheapest first
 
 
-def test_smallest_good_rank_reference_and_checker(capsys):
-    assert _smallest_good_rank("shift-structured", 32, 0.01) == 66
-    assert _smallest_good_rank("random", 8, 0.005) == 192  # a random target needs every frequency
-    checks.check_smallest_good_rank(_smallest_good_rank, "shift-structured", b=32, within=0.01)
-    checks.check_smallest_good_rank(_smallest_good_rank, "random", b=8, within=0.005)
-    assert "rank 66 of 192 (keeping 11 of 32 frequencies)" in capsys.readouterr().out
+def _cheapest_block_size(target, error):
+    for b in SLIDER:
+        if explorer_state(target, b).c3a_error <= error:
+            return b
+    return None
 
 
-def _next_option(target, b, within):  # one slider step too far: off by one
-    labels = [int(label) for label, _ in rank_options(target, b)]
-    return labels[labels.index(_smallest_good_rank(target, b, within)) + 1]
+def _stops_at_the_first_miss(target, error):  # from the most expensive b up, as if the error grew with b
+    best = None
+    for b in SLIDER[::-1]:
+        if explorer_state(target, b).c3a_error > error:
+            return best
+        best = b
+    return best
 
 
-def _previous_option(target, b, within):
-    labels = [int(label) for label, _ in rank_options(target, b)]
-    return labels[labels.index(_smallest_good_rank(target, b, within)) - 1]
+def _most_expensive(target, error):  # the smallest b that gets there, not the largest
+    return next((b for b in SLIDER[::-1] if explorer_state(target, b).c3a_error <= error), None)
+
+
+def test_cheapest_block_size_reference_and_checker(capsys):
+    assert [_cheapest_block_size("shift-structured", e) for e in (0.25, 0.235, 0.23)] == [64, 48, 2]
+    assert _cheapest_block_size("low rank (8)", 0.5) is None  # C3A's error stays above 0.6 at every budget
+    checks.check_cheapest_block_size(_cheapest_block_size, "shift-structured", error=0.25)
+    checks.check_cheapest_block_size(_cheapest_block_size, "low rank (8)", error=0.5)
+    out = capsys.readouterr().out
+    assert "b = 64 (576 parameters)" in out and "no budget on the slider" in out
 
 
 EXPLORER_MISTAKES = {
-    "one slider step too high": (_next_option, "but a smaller rank is too"),
-    "one slider step too low": (_previous_option, "more than 0.01 above its best"),
-    "a rank the slider does not offer": (lambda *a: 65, "is not on the C3A-rank slider"),
-    "the number of frequencies, not the rank": (lambda *a: 11, "is not on the C3A-rank slider"),
-    "not a number": (lambda *a: "66", "as an integer"),
+    "stops at the first budget that misses": (_stops_at_the_first_miss, "b = 3 does not: C3A's error is not monotone"),
+    "the most expensive budget that gets there": (_most_expensive, "but a cheaper budget"),
+    "a budget that misses": (lambda *a: 96, "above 0.25"),
+    "b = 192, not on the slider": (lambda *a: 192, "is not on the budget slider"),
+    "None where a budget gets there": (lambda *a: None, "you returned None"),
+    "not a number": (lambda *a: "64", "as an integer"),
 }
 
 
 @pytest.mark.parametrize("mistake", EXPLORER_MISTAKES, ids=str)
-def test_smallest_good_rank_rejects(mistake):
+def test_cheapest_block_size_rejects(mistake):
     answer, message = EXPLORER_MISTAKES[mistake]
-    rejects(message, checks.check_smallest_good_rank, answer, "shift-structured", b=32, within=0.01)
+    rejects(message, checks.check_cheapest_block_size, answer, "shift-structured", error=0.25)
+
+
+def test_cheapest_block_size_refuses_a_number_where_none_gets_there():
+    rejects("above 0.5", checks.check_cheapest_block_size, lambda *a: 2, "low rank (8)", error=0.5)
 
 
 def _reshape_only(T, b):  # "blocks" by a reshape alone: each is pieces of rows of several blocks

@@ -115,71 +115,105 @@ def test_the_hidden_cases_need_the_general_answer():
         checks_05.check_optimizer_groups(head_named_by_class, hidden=True)
 
 
-# ---- exercise 2: the energy rank
+# ---- exercise 2: the energy rank of a C3A update, from its kernel's spectra
 
 
-def _energy_rank(s, fraction=0.9):
-    energy = np.sort(np.abs(s))[::-1] ** 2
-    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-12) + 1)
+def _c3a_energy_rank(kernel, fraction=0.9, spectrum=np.fft.fft, strict=False, entries=False):
+    """An answer to exercise 2; ``spectrum=np.fft.rfft``, ``strict`` or ``entries`` switch on one typical mistake."""
+    blocks = spectrum(np.asarray(kernel), axis=-1).transpose(2, 0, 1)
+    values = np.abs(blocks) if entries else np.linalg.svd(blocks, compute_uv=False)
+    energy = np.sort(values.ravel())[::-1] ** 2
+    share = np.cumsum(energy) / energy.sum()
+    return int(np.argmax(share > fraction + 1e-9) + 1) if strict else int(np.argmax(share >= fraction - 1e-9) + 1)
 
 
-def test_check_energy_rank_accepts_right_answers(capsys):
-    def without_slack(s, fraction=0.9):  # ≥ with no tolerance: the ties are exact in floating point
-        energy = np.sort(np.abs(s))[::-1] ** 2
-        return int(np.argmax(np.cumsum(energy) >= fraction * energy.sum()) + 1)
-
-    for fn in (_energy_rank, without_slack):
-        checks.check_energy_rank(fn)
-        for seed in range(5):
-            checks.check_energy_rank(fn, seed=seed)
-    assert capsys.readouterr().out.startswith("Correct")
+def _dense_energy_rank(kernel, fraction=0.9):
+    """The right numbers by the refused method: the dense ΔW (built here without block_circulant) and its SVD."""
+    m, n, b = kernel.shape
+    k = np.arange(b)
+    dense = np.block([[kernel[i, j][(k[:, None] - k[None, :]) % b] for j in range(n)] for i in range(m)])
+    energy = np.linalg.svd(dense, compute_uv=False) ** 2
+    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
 
 
-def test_check_energy_rank_names_forgetting_to_square():
-    def unsquared(s, fraction=0.9):
-        s = np.sort(s)[::-1]
-        return int(np.argmax(np.cumsum(s) / s.sum() >= fraction) + 1)
-
-    with names("accumulate s\\*\\*2"):
-        checks.check_energy_rank(unsquared)
+def _through_torch(kernel, fraction=0.9):
+    """The right answer with torch's FFT and SVD."""
+    blocks = torch.fft.fft(torch.as_tensor(kernel), dim=-1).permute(2, 0, 1)
+    energy = torch.linalg.svdvals(blocks).flatten().sort(descending=True).values.numpy() ** 2
+    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
 
 
-def test_check_energy_rank_names_forgetting_to_sort_and_a_missing_return():
-    def unsorted(s, fraction=0.9):
-        energy = np.asarray(s) ** 2
-        return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-12) + 1)
+@pytest.mark.parametrize("hidden", [False, True])
+def test_check_c3a_energy_rank_accepts_right_answers(capsys, hidden):
+    for fn in (_c3a_energy_rank, _through_torch, lambda kernel, fraction: float(_c3a_energy_rank(kernel, fraction))):
+        checks.check_c3a_energy_rank(fn, hidden=hidden)
+    assert capsys.readouterr().out.count("Correct") == 3
 
-    with names("sort the values largest first"):
-        checks.check_energy_rank(unsorted)
+
+def test_the_frequency_route_agrees_with_a_dense_svd_on_every_case():
+    """The checker compares with a dense SVD; the frequency-block answer agrees with it on every case."""
+    for hidden in (False, True):
+        for _, kernel, fraction in checks_05._energy_cases(hidden):
+            assert _c3a_energy_rank(kernel, fraction) == _dense_energy_rank(kernel, fraction)
+    ties = checks_05._exact_tie_kernel(2, 3, 4)  # eight singular values of 1: an exact share at 0.5
+    assert _c3a_energy_rank(ties, 0.5) == 4 and _c3a_energy_rank(ties, 0.5, strict=True) == 5
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ({"spectrum": np.fft.rfft}, "one frequency of each conjugate pair"),
+        ({"entries": True}, "you ranked the entries"),
+        ({"strict": True}, "A strict comparison"),
+    ],
+    ids=["half spectrum", "entries", "strict"],
+)
+@pytest.mark.parametrize("hidden", [False, True])
+def test_check_c3a_energy_rank_names_each_typical_mistake(mistake, message, hidden):
+    with names(message):
+        checks.check_c3a_energy_rank(lambda kernel, fraction: _c3a_energy_rank(kernel, fraction, **mistake), hidden)
+
+
+def test_check_c3a_energy_rank_names_counting_frequencies_and_a_wrong_count():
+    def frequencies(kernel, fraction=0.9):  # whole frequency blocks ranked by their energy ‖Ŵ_f‖²
+        energy = np.sort(np.linalg.norm(np.fft.fft(kernel, axis=-1), axis=(0, 1)) ** 2)[::-1]
+        return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+
+    with names("you counted whole frequencies"):
+        checks.check_c3a_energy_rank(frequencies)
+    with names("pool the singular values of all b blocks"):  # one too many: no typical mistake gives it here
+        checks.check_c3a_energy_rank(lambda kernel, fraction: _c3a_energy_rank(kernel, fraction) + 1)
     with names("return"):
-        checks.check_energy_rank(lambda s, fraction: None)
+        checks.check_c3a_energy_rank(lambda kernel, fraction: None)
+    with names("whole number"):
+        checks.check_c3a_energy_rank(lambda kernel, fraction: 2.5)
 
 
-@pytest.mark.parametrize("seed", [None, 0, 1])
-def test_check_energy_rank_names_a_strict_inequality(seed):
-    def strict(s, fraction=0.9):
-        energy = np.sort(np.abs(s))[::-1] ** 2
-        share = np.cumsum(energy) / energy.sum()
-        return int(np.argmax(share > fraction) + 1) if (share > fraction).any() else len(s) + 1
+def test_check_c3a_energy_rank_refuses_the_dense_update():
+    from c3a_tutorial import block_circulant
+    from c3a_tutorial.course.spectral import c3a_singular_values
 
-    with names("A strict comparison"):
-        checks.check_energy_rank(strict, seed=seed)
+    def packaged(kernel, fraction=0.9):
+        energy = c3a_singular_values(kernel) ** 2
+        return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+
+    def dense_svd(kernel, fraction=0.9):
+        energy = np.linalg.svd(block_circulant(kernel), compute_uv=False) ** 2
+        return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+
+    with names("block_circulant\\(\\) is not allowed here"):
+        checks.check_c3a_energy_rank(dense_svd)
+    with names("c3a_singular_values\\(\\) is not allowed here"):
+        checks.check_c3a_energy_rank(packaged)
+    with names("For a random 4 × 6 × 512 kernel .*the budget is 3.0 MiB"):  # the small cases pass, the large not
+        checks.check_c3a_energy_rank(_dense_energy_rank)
 
 
-def test_check_energy_rank_rejects_an_off_by_one():
-    def zero_based(s, fraction=0.9):
-        return _energy_rank(s, fraction) - 1
-
-    with names("the smallest k with"):
-        checks.check_energy_rank(zero_based)
-
-
-def test_hidden_cases_are_random_spectra(capsys):
-    checks.check_energy_rank(_energy_rank, seed=3)
-    assert "Correct" in capsys.readouterr().out
+def test_hidden_cases_differ_from_the_visible_ones():
+    visible = checks_05._energy_cases(False)
+    answers = {kernel.shape: _c3a_energy_rank(kernel, fraction) for _, kernel, fraction in visible}
     with pytest.raises(checks.ExerciseError):  # hard-coding the visible answers does not pass the hidden cases
-        answers = {(3.0, 1.0, 1.0, 1.0): 1, (1.0, 1.0, 1.0, 1.0): 4, (5.0, 0.0, 0.0): 1, (1.0, 1.0, 3.0, 1.0): 1}
-        checks.check_energy_rank(lambda s, fraction=0.9: answers.get(tuple(s), 1), seed=3)
+        checks.check_c3a_energy_rank(lambda kernel, fraction: answers.get(kernel.shape, 1), hidden=True)
 
 
 # ---- the typical mistakes that the nbgrader test autogrades (tests/tools/mistakes_04_05.py)
@@ -196,16 +230,19 @@ def test_each_typical_mistake_fails_its_checker_with_its_message(grade_id):
 
     namespace = {"torch": torch, "np": np, "block_circulant": block_circulant, "adapter_layers": adapter_layers}
     exec(MISTAKES["nb04_ex1_solution"], namespace)  # exercise 2's default argument names exercise 1's class
-    exec(MISTAKES[grade_id], namespace)
     checker, answer = {
         "nb04_ex1_solution": (nb04_layer.check_c3a_function, "MyC3AFunction"),
         "nb04_ex2_solution": (nb04_layer.check_c3a_module, "MyC3ALinear"),
         "nb05_ex1_solution": (checks_05.check_optimizer_groups, "optimizer_groups"),
-        "nb05_ex2_solution": (checks.check_energy_rank, "energy_rank"),
+        "nb05_ex2_solution": (checks.check_c3a_energy_rank, "c3a_energy_rank"),
     }[grade_id]
-    with pytest.raises(checks.ExerciseError) as err:
-        checker(namespace[answer])
-    assert MESSAGES[grade_id] in str(err.value)
+    given = MISTAKES[grade_id] if isinstance(MISTAKES[grade_id], dict) else {"typical": MISTAKES[grade_id]}
+    said = MESSAGES[grade_id] if isinstance(MESSAGES[grade_id], dict) else {"typical": MESSAGES[grade_id]}
+    for name, source in given.items():
+        exec(source, namespace)
+        with pytest.raises(checks.ExerciseError) as err:
+            checker(namespace[answer])
+        assert said[name] in " ".join(str(err.value).split()), name
 
 
 def test_optimizer_groups_refuses_the_package_version():
@@ -217,8 +254,8 @@ def test_optimizer_groups_refuses_the_package_version():
         )
 
 
-def test_hidden_energy_rank_messages_are_short():
+def test_hidden_energy_rank_messages_name_the_case_and_are_short():
     with pytest.raises(checks.ExerciseError) as raised:
-        checks.check_energy_rank(lambda s, fraction: 1, seed=1)
+        checks.check_c3a_energy_rank(lambda kernel, fraction: 1, hidden=True)
     message = " ".join(str(raised.value).split())
-    assert "values)" in message and len(message) < 200, message
+    assert "For a random 3 × 2 × 6 kernel and fraction = 0.95" in message and len(message) < 260, message

@@ -255,7 +255,13 @@ class MyLoRALinear(torch.nn.Module):
         "nb03_ex2_solution",
         "package answer smallest_good_rank",
         _REMOVED.format(module="nb03_block_circulant", name="smallest_good_rank")
-        + "def smallest_good_rank(target, b, within):\n    return smallest_good_rank(target, b, within)\n",
+        + "def cheapest_block_size(target, error):\n    return smallest_good_rank(target, 96, error)\n",
+    ),
+    Mistake(
+        "nb03_ex2_solution",
+        "the visible answer hard-coded",
+        "def cheapest_block_size(target, error):\n    return 64\n",
+        "this budget does not get there",
     ),
     Mistake(
         "nb03_ex3_solution",
@@ -463,7 +469,57 @@ def optimizer_groups(model, lr, head_lr):
     Mistake(
         "nb05_ex2_solution",
         "package answer _energy_rank",
-        _REMOVED.format(module="nb05_finetuning", name="_energy_rank")
-        + "def energy_rank(s, fraction=0.9):\n    return _energy_rank(s, fraction)\n",
+        _REMOVED.format(module="nb05_finetuning", name="_energy_rank") + "def c3a_energy_rank(kernel, fraction=0.9):\n"
+        "    return _energy_rank(c3a_tutorial.course.spectral.c3a_singular_values(kernel), fraction)\n",
+    ),
+    Mistake(
+        "nb05_ex2_solution",
+        "package API c3a_singular_values as a default argument",
+        """\
+def c3a_energy_rank(kernel, fraction=0.9, _values=c3a_tutorial.course.spectral.c3a_singular_values):
+    energy = _values(kernel) ** 2
+    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+""",
+        "c3a_singular_values() is not allowed here",
+    ),
+    Mistake(
+        "nb05_ex2_solution",
+        "dense ΔW by block_circulant, in torch",
+        """\
+def c3a_energy_rank(kernel, fraction=0.9):
+    energy = torch.linalg.svdvals(block_circulant(torch.as_tensor(kernel))).numpy() ** 2
+    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+""",
+        "block_circulant() is not allowed here",
+    ),
+    Mistake(
+        "nb05_ex2_solution",
+        "dense ΔW built by hand, in torch",
+        """\
+def c3a_energy_rank(kernel, fraction=0.9):
+    w = torch.as_tensor(kernel)
+    m, n, b = w.shape
+    k = torch.arange(b)
+    dense = w[:, :, (k[:, None] - k[None, :]) % b].permute(0, 2, 1, 3).reshape(m * b, n * b)
+    energy = torch.linalg.svdvals(dense).numpy() ** 2
+    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+""",
+        "the budget is 3.0 MiB",
+    ),
+    Mistake(
+        "nb05_ex2_solution",
+        "the memory watch switched off",
+        """\
+def c3a_energy_rank(kernel, fraction=0.9):
+    import tracemalloc
+
+    tracemalloc.stop()
+    m, n, b = kernel.shape
+    k = np.arange(b)
+    dense = kernel[:, :, (k[:, None] - k[None, :]) % b].transpose(0, 2, 1, 3).reshape(m * b, n * b)
+    energy = np.linalg.svd(dense, compute_uv=False) ** 2
+    return int(np.argmax(np.cumsum(energy) / energy.sum() >= fraction - 1e-9) + 1)
+""",
+        "tracemalloc",
     ),
 ]

@@ -28,14 +28,15 @@ class MyLoRALinear(torch.nn.Module):
 MISTAKES = {
     "nb03_ex1_solution": {"B random": LORA_B_RANDOM},
     "nb03_ex2_solution": {
-        # One slider step too far: the first rank *after* the one within 0.01 of the best.
-        "one step too far": """\
-def smallest_good_rank(target, b, within):
-    best = explorer_state(target, b).c3a_error
-    options = rank_options(target, b)
-    for i, (label, keep) in enumerate(options):
-        if explorer_state(target, b, keep=keep).c3a_error <= best + within:
-            return int(options[min(i + 1, len(options) - 1)][0])
+        # C3A's error taken as monotone in the budget: from the most expensive b up, stop at the first that misses.
+        "monotone": """\
+def cheapest_block_size(target, error):
+    best = None
+    for b in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96):
+        if explorer_state(target, b).c3a_error > error:
+            return best
+        best = b
+    return best
 """,
     },
     "nb03_ex3_solution": {
@@ -91,7 +92,7 @@ def kernel_with_rank(m, n, b, rank):
 
 MESSAGES = {
     "nb03_ex1_solution": {"B random": "B does not start at zero"},
-    "nb03_ex2_solution": {"one step too far": "but a smaller rank is too"},
+    "nb03_ex2_solution": {"monotone": "C3A's error is not monotone in the budget"},
     "nb03_ex3_solution": {
         "one factor": "counts only one LoRA factor",
         "lora_rank_for_budget": "lora_rank_for_budget() is not allowed here",

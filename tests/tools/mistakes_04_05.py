@@ -72,25 +72,38 @@ def optimizer_groups(model, lr, head_lr):
     return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "eps": 1e-8 * s}]
 '''
 
-# 05, Exercise 2: a strict inequality where the question asks for "at least" the fraction.
-NB05_EX2_STRICT = '''
-def energy_rank(s, fraction=0.9):
-    """The smallest k such that the k largest singular values hold `fraction` of sum(s**2)."""
-    energy = np.sort(np.abs(np.asarray(s, dtype=float)))[::-1] ** 2
+# 05, Exercise 2: the energy rank of block_circulant(kernel) from the kernel's spectra. Two typical mistakes:
+# rfft's half of the spectrum, so each conjugate pair {f, b − f} counts once where ΔW has it twice; and a strict
+# inequality where the question asks for "at least" the fraction. (Self-contained: they do not lean on the
+# notebook's energy_rank, so that test_checks_05 can run them on their own.)
+NB05_EX2_HALF_SPECTRUM = """
+def c3a_energy_rank(kernel, fraction=0.9):
+    blocks = np.fft.rfft(kernel, axis=-1).transpose(2, 0, 1)  # f = 0 .. b // 2 only
+    energy = np.sort(np.linalg.svd(blocks, compute_uv=False).ravel())[::-1] ** 2
+    return int(np.searchsorted(np.cumsum(energy) / energy.sum(), fraction - 1e-9) + 1)
+"""
+
+NB05_EX2_STRICT = """
+def c3a_energy_rank(kernel, fraction=0.9):
+    blocks = np.fft.fft(kernel, axis=-1).transpose(2, 0, 1)
+    energy = np.sort(np.linalg.svd(blocks, compute_uv=False).ravel())[::-1] ** 2
     share = np.cumsum(energy) / energy.sum()
-    return int(np.argmax(share > fraction) + 1)
-'''
+    return int(np.argmax(share > fraction + 1e-9) + 1)
+"""
 
 MISTAKES = {
     "nb04_ex1_solution": NB04_EX1_DENSE.lstrip("\n"),
     "nb04_ex2_solution": NB04_EX2_FORGOTTEN_SCALE.lstrip("\n"),
     "nb05_ex1_solution": NB05_EX1_ONE_GROUP.lstrip("\n"),
-    "nb05_ex2_solution": NB05_EX2_STRICT.lstrip("\n"),
+    "nb05_ex2_solution": {
+        "half spectrum": NB05_EX2_HALF_SPECTRUM.lstrip("\n"),
+        "strict": NB05_EX2_STRICT.lstrip("\n"),
+    },
 }
 # A fragment of what the checker says about each mistake (feedback must contain it): the rule that was broken.
 MESSAGES = {
     "nb04_ex1_solution": "which builds the dense",
     "nb04_ex2_solution": "delta_weight() forgets the scale",
     "nb05_ex1_solution": "share a group with the adapter's",
-    "nb05_ex2_solution": "A strict comparison (>)",
+    "nb05_ex2_solution": {"half spectrum": "one frequency of each conjugate pair", "strict": "A strict comparison (>)"},
 }

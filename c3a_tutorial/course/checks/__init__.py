@@ -17,12 +17,12 @@ from .nb03_block_circulant import (
     check_block_kernel_with_rank,
     check_block_size_choice,
     check_c3a_projection,
+    check_cheapest_block_size,
     check_lora_layer,
     check_same_budget_rank,
-    check_smallest_good_rank,
 )
 from .nb04_layer import check_c3a_function, check_c3a_module
-from .nb05_finetuning import check_energy_rank, check_optimizer_groups
+from .nb05_finetuning import check_c3a_energy_rank, check_optimizer_groups
 
 snapshot()  # what the checkers rely on, before any learner code runs: guard.verify_guarded compares against it
 
@@ -37,12 +37,12 @@ __all__ = [
     "check_kernel_fit",
     "check_lora_layer",
     "check_same_budget_rank",
-    "check_smallest_good_rank",
+    "check_cheapest_block_size",
     "check_block_size_choice",
     "check_c3a_projection",
     "check_block_kernel_with_rank",
     "check_c3a_function",
     "check_c3a_module",
-    "check_energy_rank",
+    "check_c3a_energy_rank",
     "check_optimizer_groups",
 ]

@@ -15,7 +15,7 @@ import torch
 
 from ...c3a.block_circulant import block_circulant
 from ...c3a.counting import block_circulant_rank, c3a_parameter_count, lora_parameter_count, valid_block_sizes
-from ..explorer import explorer_state, rank_options
+from ..explorer import SIZE, budget_block_sizes, explorer_state
 from .common import as_numpy, check_shape, close, ok
 from .common import fail_wrapped as fail
 from .guard import call, guarded, import_object
@@ -363,36 +363,50 @@ def check_block_kernel_with_rank(kernel, m: int, n: int, b: int, rank: int) -> N
 
 
 @guarded
-def check_smallest_good_rank(fn, target: str = "shift-structured", b: int = 32, within: float = 0.01) -> None:
-    """Exercise (with the explorer): ``fn(target, b, within)`` = the smallest C3A rank the explorer's rank slider
-    offers whose relative error is within ``within`` of C3A's best fit at block size ``b`` (all frequencies)."""
-    best = explorer_state(target, b).c3a_error
-    options = rank_options(target, b)  # the slider's ranks, smallest first
-    want = next(
-        int(label) for label, keep in options if explorer_state(target, b, keep=keep).c3a_error <= best + within
-    )
-    got = call(fn, target, b, within)
+def check_cheapest_block_size(fn, target: str = "shift-structured", error: float = 0.25) -> None:
+    """Exercise (with the explorer): ``fn(target, error)`` = the largest block size on the explorer's budget slider
+    (the cheapest C3A) whose best fit to ``target``, all frequencies kept, has relative error at most ``error``;
+    ``None`` if no offered budget gets there. Checked by its properties: the answer meets the bound, and no cheaper
+    offered ``b`` does."""
+    sizes = budget_block_sizes(SIZE, SIZE)  # the budget slider's block sizes, most expensive first
+    errors = dict(zip(sizes, explorer_state(target, sizes[0]).curve_c3a, strict=True))  # C3A's best error per b
+    meeting = [b for b in sizes if errors[b] <= error]
+    got = call(fn, target, error)
     if isinstance(got, float) and got.is_integer():
         got = int(got)
+    if got is None:
+        if meeting:
+            fail(
+                f"you returned None for {target!r} and error {error}, but the budget slider has a b whose best C3A "
+                f"fit gets there: move the budget slider and read the C3A error for each b."
+            )
+        ok(f"{target!r}: no budget on the slider brings C3A's error to {error} (its best: {min(errors.values()):.3f}).")
+        return
     if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
-        fail(f"your function returned {got!r}; return the rank as an integer (a label of the C3A-rank slider).")
-    labels = [int(label) for label, _ in rank_options(target, b)]
-    if got not in labels:
+        fail(f"your function returned {got!r}; return the block size b as an integer (or None if no b gets there).")
+    if got not in sizes:
         fail(
-            f"rank {got} is not on the C3A-rank slider for {target!r} at b = {b} (its ranks: {labels}): C3A keeps "
-            "whole frequency blocks, in conjugate pairs, so only these ranks occur."
+            f"b = {got} is not on the budget slider (its block sizes: {sizes}): the slider offers the valid b ≥ 2 "
+            "at which LoRA still gets r ≥ 1 at the same budget."
         )
-    best = explorer_state(target, b).c3a_error
-    keep = dict((int(label), k) for label, k in rank_options(target, b))[got]
-    error = explorer_state(target, b, keep=keep).c3a_error
-    if error > best + within:
+    if errors[got] > error:
         fail(
-            f"at rank {got} C3A's error on {target!r} (b = {b}) is {error:.4f}, more than {within} above its best, "
-            f"{best:.4f}: move the rank slider up."
+            f"at b = {got} C3A's best error on {target!r} is {errors[got]:.3f}, above {error}: this budget does not "
+            "get there."
         )
-    if got != want:
-        fail(f"rank {got} is within {within} of the best ({error:.4f} vs {best:.4f}), but a smaller rank is too.")
+    cheaper = [b for b in meeting if b > got]
+    if cheaper:
+        between = [b for b in sizes if got < b < max(cheaper) and errors[b] > error]
+        fail(
+            f"b = {got} gets {target!r} to {errors[got]:.3f} ≤ {error}, but a cheaper budget (a larger b) does too."
+            + (
+                f" Between them, b = {between[0]} does not: C3A's error is not monotone in the budget (section 7), "
+                "so do not stop at the first b that misses the bound."
+                if between
+                else ""
+            )
+        )
     ok(
-        f"{target!r}, b = {b}: rank {got} of {labels[-1]} (keeping {keep} of {b} frequencies) gets within {within} "
-        f"of C3A's best error {best:.3f}."
+        f"{target!r}: b = {got} ({SIZE * SIZE // got:,} parameters) is the cheapest budget on the slider where C3A's "
+        f"best error, {errors[got]:.3f}, is at most {error}."
     )
