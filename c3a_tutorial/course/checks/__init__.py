@@ -21,7 +21,7 @@ from .nb03_block_circulant import (
     check_same_budget_rank,
     check_smallest_good_rank,
 )
-from .nb04_layer import check_c3a_function, check_c3a_module
+from .nb04_layer import TransposedLinear, check_c3a_function, check_c3a_module
 from .nb05_finetuning import check_energy_rank, check_optimizer_groups
 
 snapshot()  # what the checkers rely on, before any learner code runs: guard.verify_guarded compares against it
@@ -43,6 +43,7 @@ __all__ = [
     "check_block_kernel_with_rank",
     "check_c3a_function",
     "check_c3a_module",
+    "TransposedLinear",
     "check_energy_rank",
     "check_optimizer_groups",
 ]
