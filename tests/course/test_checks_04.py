@@ -307,8 +307,14 @@ def _make_layer(
     delta_transposed=False,
     forward_offset=0.0,
     float32_adapter=False,
+    dims_from_axes=False,
+    merge_linear_layout=False,
+    unmerge_restores=True,
+    check_divisible="both",
+    error_names_dims=True,
 ):
-    """A C3A layer with one typical mistake switched on (each differs from the right layer in one way)."""
+    """A C3A layer with one typical mistake switched on (each differs from the right layer in one way). The right
+    layer tells the two layouts apart by kind: nn.Linear stores (d_out, d_in), any other base (d_in, d_out)."""
 
     class Layer(torch.nn.Module):
         def __init__(self, base_layer, block_size, matmul):
@@ -316,8 +322,13 @@ def _make_layer(
             self.base_layer = base_layer
             if freeze:
                 base_layer.requires_grad_(False)
-            d_out, d_in = base_layer.weight.shape
+            self.transposed = not isinstance(base_layer, torch.nn.Linear)
+            rows, cols = base_layer.weight.shape
+            d_out, d_in = (cols, rows) if self.transposed and not dims_from_axes else (rows, cols)
             b = block_size
+            if (check_divisible == "both" and (d_out % b or d_in % b)) or (check_divisible == "d_out" and d_out % b):
+                raise ValueError(f"block_size {b} must divide d_out = {d_out} and d_in = {d_in}" if error_names_dims
+                                 else "block_size must divide the layer's dimensions")  # fmt: skip
             grid = (d_in // b, d_out // b) if grid_transposed else (d_out // b, d_in // b)
             kernel = torch.zeros(*grid, b, dtype=torch.float32 if float32_kernel else base_layer.weight.dtype)
             if not zero_init:
@@ -340,16 +351,18 @@ def _make_layer(
 
         def delta_weight(self):
             delta = (self.scale if scale_delta else 1.0) * block_circulant(self.kernel)
-            return delta.T if delta_transposed else delta
+            return delta.T if self.transposed != delta_transposed else delta
 
         @torch.no_grad()
         def merge(self):
-            self.base_layer.weight += self.delta_weight()
+            delta = self.scale * block_circulant(self.kernel) if merge_linear_layout else self.delta_weight()
+            self.base_layer.weight += delta
             self.merged = True
 
         @torch.no_grad()
         def unmerge(self):
-            self.base_layer.weight -= self.delta_weight()
+            if unmerge_restores:
+                self.base_layer.weight -= self.delta_weight()
             self.merged = False
 
     return Layer
@@ -357,8 +370,8 @@ def _make_layer(
 
 def test_module_checker(capsys):
     checks_04.check_c3a_module(_make_layer())
-    assert "merge and unmerge" in capsys.readouterr().out
-    checks_04.check_c3a_module(_make_layer(), shapes=((10, 15, 5), (16, 8, 8)), seed=2)
+    assert "on nn.Linear and on a transposed-weight layer" in capsys.readouterr().out
+    checks_04.check_c3a_module(_make_layer(), shapes=((10, 15, 5), (16, 8, 8), (6, 6, 2)), seed=2)
 
 
 @pytest.mark.parametrize(
@@ -375,6 +388,14 @@ def test_module_checker(capsys):
         (dict(float32_kernel=True), "create it with the weight's dtype"),
         (dict(forward_offset=1e-8), "at zero kernel the output must equal"),
         (dict(float32_adapter=True), "computes in single precision"),  # a tolerance of 1e-7 would pass it
+        # The transfer: a layer that stores its weight (d_in, d_out).
+        (dict(dims_from_axes=True), r"on a transposed-weight layer .*the kernel has shape \(3, 2, 4\).*Which axis"),
+        (dict(merge_linear_layout=True), r"on a transposed-weight layer .*merge\(\) failed with RuntimeError"),
+        (dict(delta_transposed=True), r"on nn.Linear .*delta_weight\(\) is laid out \(d_in, d_out\)"),
+        (dict(unmerge_restores=False), r"unmerge\(\) must take ΔW out again"),
+        (dict(check_divisible="none"), "accepted a block size that does not divide d_in"),
+        (dict(check_divisible="d_out"), "accepted a block size that does not divide d_in"),
+        (dict(error_names_dims=False), "name both dimensions"),
     ],
 )
 def test_module_checker_rejects_layers_one_step_from_right(mistake, message):
@@ -382,9 +403,33 @@ def test_module_checker_rejects_layers_one_step_from_right(mistake, message):
         checks_04.check_c3a_module(_make_layer(**mistake))
 
 
-def test_a_transposed_delta_weight_is_named_on_a_square_layer():
-    with names("delta_weight\\(\\) is transposed"):
-        checks_04.check_c3a_module(_make_layer(delta_transposed=True), shapes=((6, 6, 1),))
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        (dict(delta_transposed=True), r"on nn.Linear .*delta_weight\(\) is laid out \(d_in, d_out\)"),
+        (dict(merge_linear_layout=True), r"on a transposed-weight layer .*merge\(\) added ΔW laid out \(d_out, d_in\)"),
+    ],
+)
+def test_a_layout_mistake_is_named_on_a_square_layer(mistake, message):
+    """A square weight has the same shape either way: only the values show which layout was used."""
+    with names(message):
+        checks_04.check_c3a_module(_make_layer(**mistake), shapes=((6, 6, 2),))
+
+
+def test_the_checkers_transposed_layer_behaves_as_gpt2s_conv1d():
+    conv1d = pytest.importorskip("transformers.pytorch_utils").Conv1D
+    ours, theirs = checks_04.TransposedLinear(6, 9).double(), conv1d(9, 6).double()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 6, dtype=torch.float64)
+    assert ours.weight.shape == theirs.weight.shape == (6, 9) and (ours.nf, ours.nx) == (theirs.nf, theirs.nx)
+    assert torch.equal(ours(x), theirs(x))
+
+
+def test_the_solution_shape_works_on_gpt2s_conv1d():
+    conv1d = pytest.importorskip("transformers.pytorch_utils").Conv1D
+    Layer = _make_layer()
+    layer = Layer(conv1d(8, 12).double(), 4, c3a_tutorial.block_circulant_matmul)
+    assert tuple(layer.kernel.shape) == (2, 3, 4) and layer.delta_weight().shape == (12, 8)
 
 
 # ------------------------------------------------------------------ issue #25: the method, not only the numbers

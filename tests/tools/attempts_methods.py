@@ -422,31 +422,45 @@ class MyC3AFunction(torch.autograd.Function):
 """,
         "your backward never ran",
     ),
+    # 04 Ex 2 asks for both weight layouts: each attempt hands the package's layer an nn.Linear view of the base,
+    # so that C3ALinear does the work for the transposed (Conv1D-like) layer as well.
     Mistake(
         "nb04_ex2_solution",
-        "a subclass of C3ALinear",
+        "a subclass of C3ALinear on an nn.Linear view",
         """\
 class MyC3ALinear(C3ALinear):
     def __init__(self, base_layer, block_size, matmul=None):
+        if not isinstance(base_layer, torch.nn.Linear):
+            view = torch.nn.Linear(*base_layer.weight.shape, dtype=base_layer.weight.dtype)
+            view.weight = torch.nn.Parameter(base_layer.weight.T)
+            view.bias = base_layer.bias
+            base_layer = view
         super().__init__(base_layer, block_size=block_size)
 """,
         "c3a_tutorial.C3ALinear() is not allowed here",
     ),
     Mistake(
         "nb04_ex2_solution",
-        "a C3ALinear inside",
+        "a C3ALinear inside, transposing for a transposed weight",
         """\
 class MyC3ALinear(torch.nn.Module):
     def __init__(self, base_layer, block_size, matmul=None):
         super().__init__()
-        self.inner = c3a_tutorial.c3a.layers.C3ALinear(base_layer, block_size=block_size)
+        self.transposed = not isinstance(base_layer, torch.nn.Linear)
+        linear = base_layer
+        if self.transposed:
+            linear = torch.nn.Linear(*base_layer.weight.shape, dtype=base_layer.weight.dtype)
+            linear.weight = torch.nn.Parameter(base_layer.weight.T)
+            linear.bias = base_layer.bias
+        self.inner = c3a_tutorial.c3a.layers.C3ALinear(linear, block_size=block_size)
         self.base_layer, self.kernel, self.scale = base_layer, self.inner.kernel, self.inner.scale
 
     def forward(self, x):
         return self.inner(x)
 
     def delta_weight(self):
-        return self.inner.delta_weight()
+        delta = self.inner.delta_weight()
+        return delta.T if self.transposed else delta
 
     def merge(self):
         self.inner.merge()

@@ -28,14 +28,20 @@ class MyC3AFunction(torch.autograd.Function):
         return grad_y @ dense, grad_w
 """
 
-# 04, Exercise 2: the scale is forgotten in delta_weight (so merge adds d_in times too much).
-NB04_EX2_FORGOTTEN_SCALE = """
+# 04, Exercise 2: the transfer missed. The layer finds d_in and d_out from the layer's kind and builds delta_weight()
+# in the weight's layout, but merge() adds block_circulant(kernel) as nn.Linear stores it: on a transposed-weight
+# layer (GPT-2's Conv1D) that is ΔW where ΔWᵀ belongs, so merging fails there (or, on a square weight, adds the
+# wrong matrix). Everything on nn.Linear is right.
+NB04_EX2_MERGE_IN_LINEAR_LAYOUT = """
 class MyC3ALinear(torch.nn.Module):
     def __init__(self, base_layer, block_size, matmul=MyC3AFunction.apply):
         super().__init__()
         self.base_layer = base_layer.requires_grad_(False)
-        d_out, d_in = base_layer.weight.shape
+        self.transposed = not isinstance(base_layer, torch.nn.Linear)
+        d_in, d_out = base_layer.weight.shape if self.transposed else base_layer.weight.shape[::-1]
         b = block_size
+        if d_out % b or d_in % b:
+            raise ValueError(f"block_size {b} must divide d_out = {d_out} and d_in = {d_in}")
         self.kernel = torch.nn.Parameter(torch.zeros(d_out // b, d_in // b, b, dtype=base_layer.weight.dtype))
         self.scale = 1.0 / d_in
         self.matmul = matmul
@@ -49,11 +55,12 @@ class MyC3ALinear(torch.nn.Module):
         return y + self.scale * self.matmul(flat, self.kernel).reshape(*x.shape[:-1], -1)
 
     def delta_weight(self):
-        return block_circulant(self.kernel)
+        delta = self.scale * block_circulant(self.kernel)
+        return delta.T if self.transposed else delta
 
     @torch.no_grad()
     def merge(self):
-        self.base_layer.weight += self.delta_weight()
+        self.base_layer.weight += self.scale * block_circulant(self.kernel)
         self.merged = True
 
     @torch.no_grad()
@@ -93,7 +100,7 @@ def c3a_energy_rank(kernel, fraction=0.9):
 
 MISTAKES = {
     "nb04_ex1_solution": NB04_EX1_DENSE.lstrip("\n"),
-    "nb04_ex2_solution": NB04_EX2_FORGOTTEN_SCALE.lstrip("\n"),
+    "nb04_ex2_solution": NB04_EX2_MERGE_IN_LINEAR_LAYOUT.lstrip("\n"),
     "nb05_ex1_solution": NB05_EX1_ONE_GROUP.lstrip("\n"),
     "nb05_ex2_solution": {
         "half spectrum": NB05_EX2_HALF_SPECTRUM.lstrip("\n"),
@@ -103,7 +110,7 @@ MISTAKES = {
 # A fragment of what the checker says about each mistake (feedback must contain it): the rule that was broken.
 MESSAGES = {
     "nb04_ex1_solution": "which builds the dense",
-    "nb04_ex2_solution": "delta_weight() forgets the scale",
+    "nb04_ex2_solution": "on a transposed-weight layer",
     "nb05_ex1_solution": "share a group with the adapter's",
     "nb05_ex2_solution": {"half spectrum": "one frequency of each conjugate pair", "strict": "A strict comparison (>)"},
 }

@@ -21,7 +21,7 @@ from .nb03_block_circulant import (
     check_lora_layer,
     check_same_budget_rank,
 )
-from .nb04_layer import check_c3a_function, check_c3a_module
+from .nb04_layer import TransposedLinear, check_c3a_function, check_c3a_module
 from .nb05_finetuning import check_c3a_energy_rank, check_optimizer_groups
 
 snapshot()  # what the checkers rely on, before any learner code runs: guard.verify_guarded compares against it
@@ -44,5 +44,6 @@ __all__ = [
     "check_c3a_function",
     "check_c3a_module",
     "check_c3a_energy_rank",
+    "TransposedLinear",
     "check_optimizer_groups",
 ]

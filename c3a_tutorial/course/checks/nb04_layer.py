@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -472,21 +473,43 @@ def check_c3a_function(fn_class, shapes=VISIBLE_SHAPES, seed: int = 0, tokens: i
     )
 
 
+class TransposedLinear(torch.nn.Module):
+    """A linear layer that stores its weight transposed, as GPT-2's ``Conv1D`` (``transformers.pytorch_utils``)
+    does: ``weight`` of shape ``(d_in, d_out)``, ``forward(x) = x @ weight + bias``. Written here so that the
+    check does not need transformers; it keeps Conv1D's attribute names (``nf`` = d_out, ``nx`` = d_in)."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.nf, self.nx = d_out, d_in
+        self.weight = torch.nn.Parameter(torch.randn(d_in, d_out) * 0.02)
+        self.bias = torch.nn.Parameter(torch.zeros(d_out))
+
+    def forward(self, x):
+        return (x.reshape(-1, self.nx) @ self.weight + self.bias).reshape(*x.shape[:-1], self.nf)
+
+
 @guarded
 def check_c3a_module(module_class, shapes=((8, 12, 4), (9, 6, 3)), seed: int = 0) -> None:
-    """Exercise 04.2: ``module_class(base_layer, block_size, matmul)`` is a C3A layer: frozen ``base_layer``, a
+    """Exercise 04.2: ``module_class(base_layer, block_size, matmul)`` is a C3A layer on an ``nn.Linear`` *and* on
+    a layer that stores its weight transposed (``TransposedLinear``, as GPT-2's Conv1D): frozen base, a
     zero-initialised kernel ``(d_out/b, d_in/b, b)``, ``scale = 1/d_in``, ``forward = base(x) + scale ·
-    matmul(x, kernel)`` for any leading dimensions, ``delta_weight()``, ``merge()`` and ``unmerge()``.
+    matmul(x, kernel)`` for any leading dimensions, ``delta_weight()`` in the base weight's own layout, ``merge()``
+    and ``unmerge()``, and a ValueError naming d_out and d_in when ``block_size`` does not divide both.
 
     ``matmul`` is given the package's operator here, so this exercise is checked independently of 04.1. The
     package's layers may not do the work: no subclass, no instance inside, no call of their code."""
     refuse_held(module_class, PACKAGE_LAYERS)
     with watched(module_class, PACKAGE_LAYERS, patch=False) as record:
-        _check_c3a_module(module_class, shapes, seed)
+        for transposed in (False, True):
+            _check_c3a_module(module_class, shapes, seed, transposed)
+            _check_indivisible(module_class, transposed)
     check_untampered(record)
     if record.calls:
         fail_wrapped(f"{record.calls[0]} ran inside your layer: {PACKAGE_LAYERS[record.calls[0]]}")
-    ok("a frozen base, a zero-initialised kernel, scale 1/d_in, merge and unmerge: a C3A layer.")
+    ok(
+        "on nn.Linear and on a transposed-weight layer: a frozen base, a zero-initialised kernel, scale 1/d_in, "
+        "ΔW in the base weight's layout, merge and unmerge, and a clear error for a block size that does not divide."
+    )
 
 
 PACKAGE_LAYERS = {
@@ -495,17 +518,66 @@ PACKAGE_LAYERS = {
 }
 
 
-def _check_c3a_module(module_class, shapes, seed: int) -> None:
+def _base(d_out: int, d_in: int, transposed: bool) -> torch.nn.Module:
+    return (TransposedLinear(d_in, d_out) if transposed else torch.nn.Linear(d_in, d_out)).double()
+
+
+def _kind(d_out: int, d_in: int, transposed: bool) -> str:
+    if transposed:
+        return f"on a transposed-weight layer (Conv1D-like: weight ({d_in}, {d_out}) = (d_in, d_out), y = x W + b)"
+    return f"on nn.Linear (weight ({d_out}, {d_in}) = (d_out, d_in))"
+
+
+def _learner_call(where: str, what: str, call, *args, **kwargs):
+    """Run a method of the learner's layer; a crash becomes a message that says where."""
+    try:
+        return call(*args, **kwargs)
+    except NotImplementedError:
+        fail_wrapped(f"{what} is not written yet (it raises NotImplementedError).")
+    except ExerciseError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the learner's code: say where it broke, not a traceback
+        line = str(err).splitlines()[0] if str(err) else ""
+        fail_wrapped(
+            f"{where} {what} failed with {type(err).__name__}: {line}. Which layout does this base layer store its "
+            "weight in, and does what you add (or build) have that shape?"
+        )
+
+
+def _check_indivisible(module_class, transposed: bool) -> None:
+    d_out, d_in, b = 8, 6, 4  # b divides d_out but not d_in: a check of only one dimension misses it
+    where = f"{_kind(d_out, d_in, transposed)}, block_size {b}:"
+    try:
+        module_class(_base(d_out, d_in, transposed), b, matmul=block_circulant_matmul)
+    except ValueError as err:
+        said = set(re.findall(r"\d+", str(err)))
+        if not {str(d_out), str(d_in)} <= said:
+            fail_wrapped(
+                f"{where} your ValueError says {str(err)!r}; name both dimensions (d_out = {d_out}, d_in = {d_in}) "
+                "and the block size, so that the reader sees which one it does not divide."
+            )
+        return
+    except ExerciseError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the learner's code
+        fail_wrapped(
+            f"{where} your layer raised {type(err).__name__}: {err}. Check the sizes first and raise a ValueError "
+            "that names d_out, d_in and the block size."
+        )
+    fail_wrapped(
+        f"{where} your layer accepted a block size that does not divide d_in; the kernel grid would silently drop "
+        "columns. Raise a ValueError that names d_out, d_in and the block size."
+    )
+
+
+def _check_c3a_module(module_class, shapes, seed: int, transposed: bool) -> None:
     g = torch.Generator().manual_seed(seed)
     for d_out, d_in, b in shapes:
-        where = f"at d_out, d_in, b = {d_out}, {d_in}, {b}"
+        where = f"{_kind(d_out, d_in, transposed)}, b = {b}:"
         torch.manual_seed(seed)
-        base = torch.nn.Linear(d_in, d_out).double()
+        base = _base(d_out, d_in, transposed)
         weight = base.weight.detach().clone()
-        try:
-            layer = module_class(base, b, matmul=block_circulant_matmul)
-        except NotImplementedError:
-            fail_wrapped("your layer is not written yet (it raises NotImplementedError).")
+        layer = _learner_call(where, "your layer's __init__", module_class, base, b, matmul=block_circulant_matmul)
         if not isinstance(layer, torch.nn.Module):
             fail_wrapped("your class must subclass torch.nn.Module.")
         package_layers = tuple(c for c in map(import_object, PACKAGE_LAYERS) if isinstance(c, type))
@@ -516,7 +588,14 @@ def _check_c3a_module(module_class, shapes, seed: int) -> None:
         if not isinstance(kernel, torch.nn.Parameter):
             fail_wrapped("store the kernel as an nn.Parameter named `kernel`, so the optimizer sees it.")
         if tuple(kernel.shape) != (d_out // b, d_in // b, b):
-            fail_wrapped(f"{where} the kernel has shape {tuple(kernel.shape)}; it should be (d_out/b, d_in/b, b).")
+            hint = (
+                " Which axis of this weight is d_in?"
+                if transposed and tuple(kernel.shape) == (d_in // b, d_out // b, b)
+                else ""
+            )
+            fail_wrapped(
+                f"{where} the kernel has shape {tuple(kernel.shape)}; it should be (d_out/b, d_in/b, b).{hint}"
+            )
         if kernel.dtype != base.weight.dtype:
             fail_wrapped(
                 f"the kernel is {kernel.dtype}, the base weight {base.weight.dtype}: create it with the weight's dtype."
@@ -531,16 +610,16 @@ def _check_c3a_module(module_class, shapes, seed: int) -> None:
         if scale is None or abs(float(scale) - 1.0 / d_in) > 1e-15:
             fail_wrapped(f"{where} layer.scale is {scale}; it should be 1/d_in = {1.0 / d_in:.6g}.")
         x = torch.randn(2, 3, d_in, dtype=torch.float64, generator=g)
-        out0 = layer(x)
+        out0 = _learner_call(where, "your forward", layer, x)
         if tuple(out0.shape) != (2, 3, d_out):
             fail_wrapped(
                 f"{where} for x of shape (2, 3, {d_in}) your layer returns {tuple(out0.shape)}; want (2, 3, {d_out})."
             )
         if not torch.allclose(out0, base(x), rtol=1e-9, atol=1e-12):
-            fail_wrapped("at zero kernel the output must equal the base layer's.")
+            fail_wrapped(f"{where} at zero kernel the output must equal the base layer's.")
         with torch.no_grad():
             kernel.copy_(torch.randn(kernel.shape, dtype=torch.float64, generator=g))
-        delta = block_circulant(kernel.detach())
+        delta = block_circulant(kernel.detach())  # (d_out, d_in): the map's ΔW, whatever the storage
         want = base(x) + x @ (delta / d_in).T
         got = layer(x)
         if not torch.allclose(got, want, rtol=1e-9, atol=1e-10):
@@ -561,41 +640,68 @@ def _check_c3a_module(module_class, shapes, seed: int) -> None:
         got.sum().backward()
         if kernel.grad is None:
             fail_wrapped("no gradient reached the kernel: compute the forward from self.kernel with matmul.")
-        delta_fn = getattr(layer, "delta_weight", None)
-        if delta_fn is None:
-            fail_wrapped("your layer needs a delta_weight() method returning scale · block_circulant(kernel).")
-        dw = _as_tensor(delta_fn(), "delta_weight()")
-        if not torch.allclose(dw, delta / d_in, rtol=1e-9, atol=1e-12):
-            if torch.allclose(dw, delta, rtol=1e-9, atol=1e-12):
-                fail_wrapped(f"{where} delta_weight() forgets the scale: ΔW = scale · block_circulant(kernel).")
-            if dw.shape == delta.T.shape and torch.allclose(dw, delta.T / d_in, rtol=1e-9, atol=1e-12):
-                fail_wrapped(f"{where} delta_weight() is transposed: it has the base weight's shape (d_out, d_in).")
-            fail_wrapped(f"{where} delta_weight() differs from scale · block_circulant(kernel).")
-        with torch.no_grad():
-            before = layer(x).clone()
-            layer.merge()
-            merged_weight = base.weight.detach().clone()
-            after = layer(x)
-        if not torch.allclose(merged_weight, weight + delta / d_in, rtol=1e-9, atol=1e-12):
-            if torch.allclose(merged_weight, weight + delta, rtol=1e-9, atol=1e-12):
-                fail_wrapped(f"{where} merge() adds block_circulant(kernel) without the scale.")
-            if torch.allclose(merged_weight, weight, rtol=1e-9, atol=1e-12):
-                fail_wrapped("merge() did not change the base weight: add delta_weight() into base_layer.weight.")
-            fail_wrapped(f"{where} after merge() the base weight should be W + scale · block_circulant(kernel).")
-        if not torch.allclose(after, before, rtol=1e-9, atol=1e-10):
-            if torch.allclose(after, before + x @ (delta / d_in).T, rtol=1e-9, atol=1e-10):
-                fail_wrapped(
-                    "after merge() your forward still adds the adapter: ΔW is counted twice. Once merged, "
-                    "forward must return base(x) alone."
-                )
-            fail_wrapped("after merge() the layer's output changed; it must stay the same.")
-        with torch.no_grad():
-            layer.unmerge()
-            restored = base.weight.detach().clone()
-            again = layer(x)
-        if not torch.allclose(restored, weight, rtol=1e-9, atol=1e-12):
-            fail_wrapped("unmerge() must subtract delta_weight() again and restore the base weight.")
-        if not torch.allclose(again, before, rtol=1e-9, atol=1e-10):
+        _check_delta_and_merge(layer, base, weight, delta, x, where, transposed)
+
+
+def _check_delta_and_merge(layer, base, weight, delta, x, where: str, transposed: bool) -> None:
+    d_out, d_in = delta.shape
+    stored = delta.T / d_in if transposed else delta / d_in  # ΔW in the base weight's own layout
+    other = "(d_out, d_in), as nn.Linear stores it" if transposed else "(d_in, d_out), transposed"
+    layout = "(d_in, d_out)" if transposed else "(d_out, d_in)"
+    delta_fn = getattr(layer, "delta_weight", None)
+    if delta_fn is None:
+        fail_wrapped(
+            "your layer needs a delta_weight() method: scale · block_circulant(kernel), in the weight's layout."
+        )
+    dw = _as_tensor(_learner_call(where, "delta_weight()", delta_fn), "delta_weight()")
+    flipped = delta / d_in if transposed else delta.T / d_in
+    if dw.shape != stored.shape:
+        if dw.shape != flipped.shape:
             fail_wrapped(
-                "after unmerge() the forward must add the adapter again (base(x) + scale · matmul(x, kernel))."
+                f"{where} delta_weight() has shape {tuple(dw.shape)}; the base weight has {tuple(stored.shape)}."
             )
+        fail_wrapped(
+            f"{where} delta_weight() is laid out {other}; it must have the base weight's own layout {layout}, "
+            "so that it can be added to base_layer.weight."
+        )
+    if not torch.allclose(dw, stored, rtol=1e-9, atol=1e-12):
+        if torch.allclose(dw, stored * d_in, rtol=1e-9, atol=1e-12):
+            fail_wrapped(f"{where} delta_weight() forgets the scale: ΔW = scale · block_circulant(kernel).")
+        if torch.allclose(dw, flipped, rtol=1e-9, atol=1e-12):
+            fail_wrapped(
+                f"{where} delta_weight() is laid out {other}; it must have the base weight's own layout {layout}, "
+                "so that it can be added to base_layer.weight."
+            )
+        fail_wrapped(f"{where} delta_weight() differs from scale · block_circulant(kernel) in the layout {layout}.")
+    with torch.no_grad():
+        before = layer(x).clone()
+        _learner_call(where, "merge()", layer.merge)
+        merged_weight = base.weight.detach().clone()
+        after = layer(x)
+    if not torch.allclose(merged_weight, weight + stored, rtol=1e-9, atol=1e-12):
+        if torch.allclose(merged_weight, weight + stored * d_in, rtol=1e-9, atol=1e-12):
+            fail_wrapped(f"{where} merge() adds block_circulant(kernel) without the scale.")
+        if torch.allclose(merged_weight, weight, rtol=1e-9, atol=1e-12):
+            fail_wrapped(f"{where} merge() did not change the base weight: add ΔW into base_layer.weight.")
+        if d_in == d_out and torch.allclose(merged_weight, weight + flipped, rtol=1e-9, atol=1e-12):
+            fail_wrapped(
+                f"{where} merge() added ΔW laid out {other}; this weight is stored {layout}: add it in that layout."
+            )
+        fail_wrapped(f"{where} after merge() the base weight should be W + ΔW, ΔW in the weight's layout {layout}.")
+    if not torch.allclose(after, before, rtol=1e-9, atol=1e-10):
+        if torch.allclose(after, before + x @ (delta / d_in).T, rtol=1e-9, atol=1e-10):
+            fail_wrapped(
+                f"{where} after merge() your forward still adds the adapter: ΔW is counted twice. Once merged, "
+                "forward must return base(x) alone."
+            )
+        fail_wrapped(f"{where} after merge() the layer's output changed; it must stay the same.")
+    with torch.no_grad():
+        _learner_call(where, "unmerge()", layer.unmerge)
+        restored = base.weight.detach().clone()
+        again = layer(x)
+    if not torch.allclose(restored, weight, rtol=1e-9, atol=1e-12):
+        fail_wrapped(f"{where} unmerge() must take ΔW out again and restore the base weight.")
+    if not torch.allclose(again, before, rtol=1e-9, atol=1e-10):
+        fail_wrapped(
+            f"{where} after unmerge() the forward must add the adapter again (base(x) + scale · matmul(x, kernel))."
+        )
