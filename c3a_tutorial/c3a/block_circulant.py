@@ -305,16 +305,29 @@ def _kernel_freq(kernel: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) -
     return (torch.fft.rfft(kernel.to(dtype), dim=-1) * scale).permute(2, 0, 1)
 
 
+def _copy_transposed(out: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """``out.copy_(src)`` for a contiguous 2-D ``out`` and a transposed 2-D view ``src``, through torch's general
+    (TensorIterator) copy, which shares the rows among torch's threads.
+
+    A plain 2-D ``copy_`` of a transposed view takes torch's blocked-transpose special case, which runs on one thread
+    whatever the thread count. Viewing both as 3-D (a size-1 middle axis) skips it. Measured on the 2-core EPYC
+    (median µs, a (12·341, 33) complex64 spectrum to frequency-major, load 1.0): 2-D 119 (1 thread) / 118 (2 threads),
+    this form 92 / 52; at 1364 rows 773 / 561 against 433 / 268 (README_bench.md, "Issue #28"). Off a CPU the special
+    case does not exist and the two views would be two more ops per copy (``tests/c3a/test_op_count.py``)."""
+    if out.device.type != "cpu":
+        return out.copy_(src)
+    return out.unsqueeze(1).copy_(src.unsqueeze(1))
+
+
 def _to_freq(t: torch.Tensor, b: int, buf: torch.Tensor) -> torch.Tensor:
     """``(k, p·b)`` real → ``(F, k, 2p)`` real (interleaved re/im), written into the flat complex ``buf``.
 
-    One rfft, then one transposing copy into frequency-major order: as a 2-D transpose ``(k·p, F) → (F, k·p)``,
-    which torch copies in cache-sized blocks."""
+    One rfft, then one transposing copy into frequency-major order (``_copy_transposed``)."""
     k = t.shape[0]
     spectrum = torch.fft.rfft(t.reshape(k, -1, b), dim=-1)  # (k, p, F)
     n_freq = spectrum.shape[-1]
     out = buf[: spectrum.numel()].view(n_freq, -1)
-    out.copy_(spectrum.view(-1, n_freq).t())
+    _copy_transposed(out, spectrum.view(-1, n_freq).t())
     return torch.view_as_real(out).view(n_freq, k, -1)
 
 
@@ -332,7 +345,7 @@ def _freq_matmul(t_freq, form, q: int, gemm_buf: torch.Tensor, buf: torch.Tensor
     else:
         y = gemm_buf[: n_freq * k * 2 * q].view(n_freq, k * q, 2)
         torch.bmm(t_freq, form, out=y.view(n_freq, k, 2 * q))
-        out.view(k * q, n_freq).copy_(torch.view_as_complex(y).t())
+        _copy_transposed(out.view(k * q, n_freq), torch.view_as_complex(y).t())
     return out
 
 
