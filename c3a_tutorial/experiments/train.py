@@ -292,11 +292,13 @@ def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
 def train_step(run: Run, batch: dict) -> float:
     """One optimizer step on ``batch``; returns its loss, averaged over the processes under DDP."""
     batch = {k: v.to(run.device) for k, v in batch.items()}
+    # Before the forward: under --cuda-graphs the last step's gradients live in the graphs' memory, which this
+    # step's replay reuses, so they are let go first (for the eager loop the order changes nothing).
+    run.optimizer.zero_grad(set_to_none=True)
     if run.config.cuda_graphs:  # a new iteration: the graphs may reuse the last step's output memory
         torch.compiler.cudagraph_mark_step_begin()
     with run.autocast():
         loss = run.model(**batch).loss
-    run.optimizer.zero_grad(set_to_none=True)
     params = [p for p in run.model.parameters() if p.requires_grad]
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
