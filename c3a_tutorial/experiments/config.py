@@ -28,6 +28,9 @@ DEFAULT_TARGET_MODULES = ("query", "value")
 ADAM_EPS = 1e-8
 WEIGHT_DECAY = 0.0
 MAX_GRAD_NORM = 1.0  # gradients are clipped to this norm before every step
+# torch.compile's backends a run may ask for: Inductor generates kernels (on the CPU it needs a C++ compiler);
+# aot_eager traces forward and backward the same way but runs them with eager kernels (a check, not a speed-up).
+COMPILE_BACKENDS = ("inductor", "aot_eager")
 
 
 @dataclass
@@ -59,6 +62,11 @@ class FinetuneConfig:
     device: str | None = None
     progress: bool = True
     machine: str | None = None  # a label for the record, e.g. "2-core CPU sandbox"
+    # Off by default. compile: torch.compile of the training forward (and so of its backward); cuda_graphs: the same
+    # in compile's "reduce-overhead" mode, which replays the step's kernels from CUDA graphs (train.compile_model).
+    compile: bool = False
+    compile_backend: str = "inductor"  # torch.compile's backend for compile; aot_eager needs no C++ compiler
+    cuda_graphs: bool = False
 
     def resolved_lr(self) -> float:
         return DEFAULT_LR[self.method] if self.lr is None else self.lr
@@ -93,5 +101,12 @@ def validate_config(config: FinetuneConfig) -> None:
             raise ValueError(f"{name} must be a positive, finite number, got {value!r}.")
     if not 0.0 <= config.warmup_fraction < 1.0:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction!r}.")
+    if config.compile_backend not in COMPILE_BACKENDS:
+        raise ValueError(f"compile_backend={config.compile_backend!r} is not one of {list(COMPILE_BACKENDS)}.")
+    if config.cuda_graphs and config.compile_backend != "inductor":
+        raise ValueError(
+            "cuda_graphs (--cuda-graphs) uses torch.compile's reduce-overhead mode, an Inductor mode: "
+            f"leave compile_backend (--compile-backend) at 'inductor', not {config.compile_backend!r}."
+        )
     if config.lr is None and config.method not in DEFAULT_LR:
         raise ValueError(f"method={config.method!r} has no default learning rate in DEFAULT_LR: pass lr.")

@@ -46,7 +46,16 @@ from ..c3a.methods import get_method
 from ..c3a.paths import output_problem
 from ..c3a.peft_io import export_to_peft
 from .backbone import DEFAULT_MODEL, load_classifier
-from .config import DEFAULT_HEAD_LR, DEFAULT_LR, DEFAULT_TARGET_MODULES, FULL, METHODS, FinetuneConfig, validate_config
+from .config import (
+    COMPILE_BACKENDS,
+    DEFAULT_HEAD_LR,
+    DEFAULT_LR,
+    DEFAULT_TARGET_MODULES,
+    FULL,
+    METHODS,
+    FinetuneConfig,
+    validate_config,
+)
 from .data import DATASETS, load_dataset
 from .device import pick_device
 from .record import format_table, setting_label
@@ -55,6 +64,7 @@ from .train import (
     FinetuneResult,
     NonFiniteLossError,
     build_model,
+    compile_problem,
     evaluate,
     finetune,
     parameter_groups,
@@ -85,6 +95,12 @@ FIELD_HELP = {
     "device": "cpu, cuda, cuda:1 or mps",
     "progress": "hide the progress bars",
     "machine": "a label for the machine, stored in the record",
+    "compile": "torch.compile the training step's forward (its backward follows); the same losses, maybe faster "
+    "where the host's launches bound the step",
+    "compile_backend": "torch.compile's backend for --compile: inductor (on the CPU it needs a C++ compiler; "
+    "without one the run says so and uses aot_eager) or aot_eager (traces, no new kernels)",
+    "cuda_graphs": "replay each training step's forward and backward from CUDA graphs (torch.compile's "
+    "reduce-overhead mode; batches padded to --max-length, the last short one dropped); needs a CUDA GPU",
 }
 # What a default means, for --help, where the value itself would not say (None, a switch).
 DEFAULT_MEANS = {
@@ -97,6 +113,8 @@ DEFAULT_MEANS = {
     "device": "CUDA, else MPS, else CPU",
     "machine": "none",
     "progress": "bars shown",
+    "compile": "off, eager",
+    "cuda_graphs": "off",
 }
 
 
@@ -146,6 +164,8 @@ def _add_config_flag(parser: argparse.ArgumentParser, name: str, annotation, def
         kwargs["choices"] = [*METHODS, ALL]
     elif name == "dataset":
         kwargs["choices"] = list(DATASETS)
+    elif name == "compile_backend":
+        kwargs["choices"] = list(COMPILE_BACKENDS)
     parser.add_argument(flag, **kwargs)
 
 
@@ -283,7 +303,9 @@ def _check_before_training(parser, args, config: FinetuneConfig, methods: list[s
         )
     try:
         validate_config(config)
-        pick_device(config.device)
+        problem = compile_problem(config, pick_device(config.device), int(os.environ.get("WORLD_SIZE", "1")))
+        if problem:  # before the model loads: one line, no traceback
+            parser.error(problem)
         if any(m != FULL for m in methods):  # fail before training, with the sizes that would work
             probe, _ = load_classifier(config.model, num_labels=2, seed=config.seed)
             check_sizes_fit(config, methods, probe)

@@ -14,8 +14,11 @@ order of value:
    vs LoRA r=8 vs PEFT's C3A, interleaved, CUDA events, ``--profile``;
 4. ``finetune``: C3A b=24, LoRA r=8 and full fine-tuning of MiniLM in the stored sweep's training settings, one seed,
    bf16 autocast, compared with the stored CPU sweep's seeds; then notebook 05's GPU configuration, timed;
-5. ``sweep``: two settings of ``python -m c3a_tutorial.sweep`` on CUDA (a 2-process ``torchrun`` with two GPUs);
-6. ``threads``: the CPU operator against LoRA r=8 on the host's cores at 1, 2, 4, 8, 16 threads.
+5. ``compile``: one training step of MiniLM, C3A b=24 and LoRA r=8 in the stored sweep's settings, eager, with
+   ``--cuda-graphs`` and with ``--compile`` (the training loop's options for the host-bound step, issue #28), timed
+   after the compile and capture steps;
+6. ``sweep``: two settings of ``python -m c3a_tutorial.sweep`` on CUDA (a 2-process ``torchrun`` with two GPUs);
+7. ``threads``: the CPU operator against LoRA r=8 on the host's cores at 1, 2, 4, 8, 16 threads.
 
 Everything lands in one folder (default ``runs/gpu-check/``; an existing non-empty one is refused without
 ``--force``): one JSON (and PNG where there is a figure) per part as soon as it has them, each part's log, and
@@ -47,7 +50,8 @@ DEFAULT_OUT = os.path.join("runs", "gpu-check")
 WHEELS_ENV = "C3A_GPU_WHEELS"
 # Seconds per part, in order of value; about 6 minutes in all, so that with the install and each part's start-up
 # (an import of torch, a CUDA context) the whole command stays under 8 minutes.
-BUDGETS = {"tests": 45, "operator": 40, "bench": 110, "finetune": 95, "sweep": 45, "threads": 35}
+# The 2026-11-30 H200 run used 13, 8, 18, 41, 20 and 14 s of the first six budgets; "compile" builds 4 compiled models.
+BUDGETS = {"tests": 45, "operator": 40, "bench": 80, "finetune": 75, "compile": 90, "sweep": 40, "threads": 30}
 PARTS = tuple(BUDGETS)
 GRACE_S = 10  # a part past its budget by this much is stopped (it checks its own deadline long before)
 MIN_START_S = 8  # a part is skipped when less than this is left of the whole budget

@@ -422,7 +422,74 @@ def part_finetune(part: Part) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 5. Two settings of the sweep on CUDA (and torchrun over two GPUs where there are two).
+# 5. One training step of MiniLM with the training loop's options (issue #28): eager, --cuda-graphs, --compile, for
+# C3A b=24 and LoRA r=8 in the stored sweep's settings (batch 16, 32 tokens: host-bound on a GPU). The first steps
+# compile, warm up and capture; the median of the steps after them is the step's time.
+
+STEP_OPTIONS = {"eager": {}, "cuda-graphs": {"cuda_graphs": True}, "compile": {"compile": True}}
+STEP_RUNS = [("c3a", 24), ("lora", 8)]
+SMOKE_STEP_RUNS = [("c3a", 8), ("lora", 2)]
+WARMUP_STEPS = 5  # compiling (step 1), reduce-overhead's eager warm-up and its capture: not timed
+TIMED_STEPS = 30
+
+
+def part_compile(part: Part) -> None:
+    from .config import DEFAULT_LR, FinetuneConfig
+    from .data import load_dataset
+    from .train import set_up, train
+
+    model = _model(part)
+    training = _stored_sweep().get("training", {})
+    common = {k: training.get(k, v) for k, v in (("batch_size", 16), ("max_length", 32), ("head_lr", 3e-3))}
+    timed, warmup = (3, 2) if part.smoke else (TIMED_STEPS, WARMUP_STEPS)
+    if part.smoke:  # Inductor's C++ build takes minutes on a small CPU; aot_eager runs the same code path
+        common.update(batch_size=4, max_length=16, compile_backend="aot_eager")
+    steps = warmup + timed
+    common.update(epochs=1, max_steps=steps, train_size=steps * common["batch_size"], eval_size=16)
+    data = load_dataset("stdlib", seed=0)
+    rows: list[dict] = []
+    part.result.update(training=common, warmup_steps=warmup, timed_steps=timed, rows=rows,
+                       timer="wall clock, each step synchronized (train_step)",
+                       padding="per batch; --cuda-graphs: every batch to max_length")  # fmt: skip
+    for option, flags in STEP_OPTIONS.items():  # most value first: eager, then the CUDA graphs, then compile alone
+        for method, size in SMOKE_STEP_RUNS if part.smoke else STEP_RUNS:
+            name = f"{method} {_size_field(method)}={size} {option}"
+            if flags.get("cuda_graphs") and part.device.type != "cuda":
+                rows.append({"run": name, "status": "skipped", "reason": "--cuda-graphs needs CUDA"})
+                continue
+            if part.left() < 25:
+                part.cut(name)
+                continue
+            torch._dynamo.reset()  # each run compiles its own model; earlier runs' graphs must not count to its limit
+            config = FinetuneConfig(method=method, model=model, lr=DEFAULT_LR[method], seed=0, device=part.device.type,
+                                    progress=False, **{_size_field(method): size}, **common, **flags)  # fmt: skip
+            started = time.time()
+            log = train(set_up(config, data))
+            times = log.step_times[warmup:]
+            rows.append({"run": name, "method": method, "size": size, "option": option, "status": "ok",
+                         "step": _summary([t * 1e3 for t in times]),
+                         "first_steps_s": round(sum(log.step_times[:warmup]), 2),
+                         "losses": log.losses, "seconds": round(time.time() - started, 1)})  # fmt: skip
+            part.save()
+    eager = {r["method"]: r for r in rows if r.get("option") == "eager"}
+    for row in rows:
+        base = eager.get(row.get("method"))
+        if row["status"] == "ok" and base and row is not base:
+            row["eager_over_option"] = base["step"]["median_ms"] / row["step"]["median_ms"]
+            # The same seed and data: equal to rounding with aot_eager; Inductor's dropout draws other numbers
+            row["max_loss_difference_vs_eager"] = max(
+                abs(a - b) for a, b in zip(row["losses"], base["losses"], strict=True)
+            )
+    part.result["note"] = "; ".join(
+        f"{r['run']} {r['step']['median_ms']:.2f} ms"
+        + (f" (eager/this {r['eager_over_option']:.2f})" if "eager_over_option" in r else "")  # fmt: skip
+        for r in rows
+        if r["status"] == "ok"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. Two settings of the sweep on CUDA (and torchrun over two GPUs where there are two).
 
 
 def part_sweep(part: Part) -> None:
@@ -473,7 +540,7 @@ def part_sweep(part: Part) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 6. The CPU operator on the host's cores: ours (the load decides), with torch's intra-op threads, chunks shared
+# 7. The CPU operator on the host's cores: ours (the load decides), with torch's intra-op threads, chunks shared
 # among Python threads, and LoRA r=8's adapter, interleaved, wall clock, at 1, 2, 4, 8, 16 threads.
 
 
@@ -512,6 +579,7 @@ PARTS = {
     "operator": part_operator,
     "bench": part_bench,
     "finetune": part_finetune,
+    "compile": part_compile,
     "sweep": part_sweep,
     "threads": part_threads,
 }

@@ -87,6 +87,8 @@ def make_record(run: Run, log: TrainingLog, test_metrics: dict, checksums: list[
         "eval_size": len(run.test_set),
         "device": str(run.device),
         "precision": run.precision,
+        # --compile / --cuda-graphs: what was asked and what ran (the backend, after any fallback); None when off
+        "compile": run.compiled,
         "world_size": run.world_size,
         "rank_checksums": checksums,
         "seed": config.seed,

@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -109,13 +111,20 @@ def mixed_precision(device: torch.device):
 # Set-up
 
 
-def batches(examples, tokenizer, config: FinetuneConfig, sampler=None, shuffle=False, generator=None):
-    """A ``DataLoader`` of tokenized ``(text, label)`` examples, padded per batch."""
+def batches(examples, tokenizer, config: FinetuneConfig, sampler=None, shuffle=False, generator=None, static=False):
+    """A ``DataLoader`` of tokenized ``(text, label)`` examples, padded per batch.
+
+    ``static``: every batch has one shape, ``batch_size × max_length`` (padded to ``max_length``, the last short
+    batch dropped), as a CUDA graph replays only the shapes it captured."""
 
     def collate(batch):
         texts, labels = zip(*batch, strict=True)
         encoded = tokenizer(
-            list(texts), padding=True, truncation=True, max_length=config.max_length, return_tensors="pt"
+            list(texts),
+            padding="max_length" if static else True,
+            truncation=True,
+            max_length=config.max_length,
+            return_tensors="pt",
         )
         encoded["labels"] = torch.tensor(labels)
         return encoded
@@ -127,7 +136,63 @@ def batches(examples, tokenizer, config: FinetuneConfig, sampler=None, shuffle=F
         sampler=sampler,
         collate_fn=collate,
         generator=generator,
+        drop_last=static,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Compiled steps (--compile, --cuda-graphs): off by default
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler Inductor would use for CPU kernels ($CXX, else g++, c++, clang++ on the PATH), or None."""
+    named = os.environ.get("CXX")
+    if named:
+        return shutil.which(named)
+    return next((found for name in ("g++", "c++", "clang++") if (found := shutil.which(name))), None)
+
+
+def compile_problem(config: FinetuneConfig, device: torch.device, world_size: int = 1) -> str | None:
+    """Why ``config``'s compile options cannot run on ``device``, in the command line's words; None if they can."""
+    if not config.cuda_graphs:
+        return None
+    if device.type != "cuda":
+        return (
+            f"--cuda-graphs needs a CUDA GPU (this run is on {device.type}): run without it, or use --compile "
+            "(torch.compile without CUDA graphs), which works on the CPU."
+        )
+    if world_size > 1:
+        return "--cuda-graphs runs one process: under torchrun use --compile, or run one process."
+    return None
+
+
+def compile_model(model: torch.nn.Module, config: FinetuneConfig, device: torch.device):
+    """``(model to train, what was compiled)``: ``model`` itself when neither option is on, else ``torch.compile``
+    of it, which shares its parameters (the optimizer, evaluation and saving keep using ``model``).
+
+    Only the forward is compiled; AOTAutograd builds its backward. The optimizer step, the gradient clipping and
+    the schedule stay eager, outside any graph, with --cuda-graphs too: the schedule changes the learning rate every
+    step (a graph would keep the first one unless it were a tensor), and clipping and the fp16 scaler decide on the
+    host. Those are a few dozen launches per step; the forward and backward of the adapted encoder are most of them.
+    Inductor cannot generate code for complex tensors (C3A's FFT path): those ops run as eager kernels inside
+    the compiled graph, and a graph break is a slower step, never a wrong one. On the CPU Inductor needs a C++
+    compiler; without one the run falls back to aot_eager and says so on stderr."""
+    if not (config.compile or config.cuda_graphs):
+        return model, None
+    backend, mode = config.compile_backend, None
+    if config.cuda_graphs:
+        # CUDA graph trees: warm-up steps run eagerly, then the forward and backward graphs are captured and
+        # replayed; static shapes (set_up's static batches) and dynamic=False keep it to one graph per part.
+        mode = "reduce-overhead"
+    elif backend == "inductor" and device.type == "cpu" and cpp_compiler() is None:
+        print(
+            "--compile: no C++ compiler found ($CXX, g++, c++, clang++), which Inductor needs on the CPU; "
+            "compiling with backend aot_eager instead (traced and checked, no faster).",
+            file=sys.stderr,
+        )
+        backend = "aot_eager"
+    compiled = torch.compile(model, backend=backend, mode=mode, dynamic=False if config.cuda_graphs else None)
+    return compiled, {"backend": backend, "mode": mode or "default", "cuda_graphs": config.cuda_graphs}
 
 
 def warmup_then_decay(optimizer, total_steps: int, warmup_fraction: float):
@@ -155,6 +220,7 @@ class Run:
     device: torch.device
     model: torch.nn.Module  # what trains: the DDP wrapper under torchrun
     plain_model: torch.nn.Module  # the model itself
+    compiled: dict | None  # what --compile / --cuda-graphs compiled (backend, mode), None when neither is on
     tokenizer: object
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -174,6 +240,9 @@ def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
     The order is part of the result: it fixes what the seeded random generators produce.
     """
     rank, world_size, device = distributed_setup(config.device)
+    problem = compile_problem(config, device, world_size)
+    if problem:
+        raise ValueError(problem)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, seed=config.seed) if data is None else data
     train_set = data.train[: config.train_size] if config.train_size else data.train
@@ -194,8 +263,14 @@ def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
             train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed
         )
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.cuda_graphs and len(train_set) < config.batch_size:
+        raise ValueError(
+            f"--cuda-graphs trains on full batches only and the {len(train_set)} training examples make none of "
+            f"--batch-size {config.batch_size}: lower --batch-size or raise --train-size."
+        )
+    model, compiled = compile_model(model, config, device)
     loaders = {
-        "train": batches(train_set, tokenizer, config, sampler=sampler, shuffle=True, generator=generator),
+        "train": batches(train_set, tokenizer, config, sampler, True, generator, static=config.cuda_graphs),
         "validation": batches(val_set, tokenizer, config),
         "test": batches(test_set, tokenizer, config),
     }
@@ -205,7 +280,7 @@ def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
     scheduler = warmup_then_decay(optimizer, total_steps, config.warmup_fraction)
     autocast, scaler, precision = mixed_precision(device)
     return Run(
-        config, data, train_set, test_set, rank, world_size, device, model, plain_model, tokenizer, optimizer,
+        config, data, train_set, test_set, rank, world_size, device, model, plain_model, compiled, tokenizer, optimizer,
         scheduler, autocast, scaler, precision, sampler, loaders, total_steps, trainable, total,
     )  # fmt: skip
 
@@ -217,9 +292,13 @@ def set_up(config: FinetuneConfig, data: TextDataset | None = None) -> Run:
 def train_step(run: Run, batch: dict) -> float:
     """One optimizer step on ``batch``; returns its loss, averaged over the processes under DDP."""
     batch = {k: v.to(run.device) for k, v in batch.items()}
+    # Before the forward: under --cuda-graphs the last step's gradients live in the graphs' memory, which this
+    # step's replay reuses, so they are let go first (for the eager loop the order changes nothing).
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.config.cuda_graphs:  # a new iteration: the graphs may reuse the last step's output memory
+        torch.compiler.cudagraph_mark_step_begin()
     with run.autocast():
         loss = run.model(**batch).loss
-    run.optimizer.zero_grad(set_to_none=True)
     params = [p for p in run.model.parameters() if p.requires_grad]
     if run.scaler is not None:
         run.scaler.scale(loss).backward()

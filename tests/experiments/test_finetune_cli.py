@@ -59,12 +59,14 @@ def test_flags_and_fields_are_one_to_one():
     argv += ["--target-modules", "query", "key", "--epochs", "2", "--lr", "0.5", "--head-lr", "0.25"]
     argv += ["--batch-size", "4", "--max-length", "20", "--train-size", "10", "--eval-size", "6", "--max-steps", "7"]
     argv += ["--warmup-fraction", "0.2", "--seed", "5", "--device", "cpu", "--no-progress", "--machine", "box"]
+    argv += ["--compile", "--compile-backend", "aot_eager", "--cuda-graphs"]
     config, _ = cli.config_from_args(parser.parse_args(argv))
     expected = FinetuneConfig(
         method="lora", model="some/dir", dataset="sst2", block_size=8, rank=3, lora_alpha=16.0, n_frequency=100,
         target_modules=["query", "key"],
         epochs=2, lr=0.5, head_lr=0.25, batch_size=4, max_length=20, train_size=10, eval_size=6, max_steps=7,
         warmup_fraction=0.2, seed=5, device="cpu", progress=False, machine="box",
+        compile=True, compile_backend="aot_eager", cuda_graphs=True,
     )  # fmt: skip
     assert config == expected
     for f in fields(FinetuneConfig):  # every field was given a non-default value above

@@ -119,6 +119,23 @@ def test_finetune_part_on_a_tiny_model(tmp_path, tiny_dir):
     assert finetune["notebook05"] and finetune["notebook05"][0]["seconds"] > 0
 
 
+@pytest.mark.slow  # four compiled runs' tracing: 30 s on the loaded 2-core sandbox
+def test_compile_part_times_each_option_on_a_tiny_model(tmp_path, tiny_dir):
+    """Eager and --compile (aot_eager in the smoke) for C3A and LoRA; --cuda-graphs is skipped without CUDA."""
+    result = _child("compile", tmp_path, model=str(tiny_dir))
+    rows = {r["run"]: r for r in result["rows"]}
+    assert list(rows) == [f"{m} {s} {o}" for o in ("eager", "cuda-graphs", "compile") for m, s in
+                          (("c3a", "block_size=8"), ("lora", "rank=2"))]  # fmt: skip
+    assert all(rows[n]["status"] == "skipped" and "CUDA" in rows[n]["reason"] for n in rows if "cuda-graphs" in n)
+    for method in ("c3a block_size=8", "lora rank=2"):
+        eager, compiled = rows[f"{method} eager"], rows[f"{method} compile"]
+        assert eager["step"]["n"] == compiled["step"]["n"] == result["timed_steps"] and eager["step"]["median_ms"] > 0
+        assert compiled["eager_over_option"] > 0 and "eager_over_option" not in eager
+        assert len(compiled["losses"]) == result["warmup_steps"] + result["timed_steps"]
+        assert compiled["max_loss_difference_vs_eager"] < 1e-4  # aot_eager: the eager losses, to rounding
+    assert "c3a block_size=8 compile" in result["note"]
+
+
 def test_sweep_part_on_a_tiny_model(tmp_path, tiny_dir):
     sweep = _child("sweep", tmp_path, model=str(tiny_dir))
     assert sorted(r["method"] for r in sweep["runs"]) == ["c3a", "lora"]
