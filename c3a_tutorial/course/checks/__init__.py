@@ -17,7 +17,7 @@ from .nb03_block_circulant import (
     check_block_kernel_with_rank,
     check_block_size_choice,
     check_c3a_projection,
-    check_lora_layer,
+    check_lora_embedding,
     check_same_budget_rank,
     check_smallest_good_rank,
 )
@@ -35,7 +35,7 @@ __all__ = [
     "check_fft_convolve",
     "check_circulant_lstsq",
     "check_kernel_fit",
-    "check_lora_layer",
+    "check_lora_embedding",
     "check_same_budget_rank",
     "check_smallest_good_rank",
     "check_block_size_choice",
