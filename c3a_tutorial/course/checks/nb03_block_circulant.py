@@ -132,7 +132,15 @@ def _check_lora_embedding(cls, record, ids, V, E, r, alpha, seed, dtype) -> None
         fail("your layer changed the base table; LoRA leaves it as it is and adds ΔW beside it.")
     _no_one_hot(record)
     with torch.no_grad():
-        y0 = layer(ids)
+        try:
+            y0 = layer(ids)
+        except (RuntimeError, IndexError, TypeError) as err:  # most often from a transpose meant for 1-D ids only
+            line = str(err).splitlines()[0] if str(err) else ""
+            fail(
+                f"for ids of shape {tuple(ids.shape)} your forward failed with {type(err).__name__}: {line}. The ids "
+                f"may have any leading shape; the result has shape (*ids.shape, embedding_dim). (On a tensor of more "
+                "than 2 axes, .T reverses them all.)"
+            )
         if tuple(y0.shape) != (*ids.shape, E):
             fail(f"for ids of shape {tuple(ids.shape)} your layer returns {tuple(y0.shape)}, not (2, 3, {E}): one "
                  "embedding per id, whatever the leading shape.")  # fmt: skip
