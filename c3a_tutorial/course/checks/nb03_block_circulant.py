@@ -303,7 +303,7 @@ def check_same_budget_rank(fn, shapes, b: int) -> None:
         if not bad:
             fail(f"your function raised ValueError({str(err)!r}), but b = {b} divides every layer of {shapes}.")
         _layer_named(err, shapes, b)
-        ok(f"b = {b} does not divide {bad[0]}: {err}")
+        ok(f"b = {b} does not divide {bad[0]}, and your ValueError says so: {err}")
         return
     if bad:
         fail(
