@@ -1,7 +1,8 @@
-"""Notebook 03's checkers: LoRA from scratch against the package's LoRALinear and PEFT's conventions; the budget and
-block-size exercises with their forbidden helpers; the projection; the rank construction; the explorer task. Each
-typical wrong answer (A zero, B random, the scale α instead of α/r, transposed factors, the linear-nearest block
-size, a one-factor count, an off-by-one rank...) is rejected by name."""
+"""Notebook 03's checkers: LoRA for an embedding from scratch against PEFT's conventions; a whole model's budget and
+the block-size exercise with their forbidden helpers; the projection; the rank construction; the explorer task. Each
+typical wrong answer (section 2's init copied, one-hot vectors, ΔW in a Linear's layout, the scale α instead of α/r,
+per-layer ranks, a ValueError that does not say which layer, the linear-nearest block size, an off-by-one rank...)
+is rejected by name."""
 
 import math
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from c3a_tutorial import block_circulant, lora_rank_for_budget, suggest_block_size, valid_block_sizes
+from c3a_tutorial import (
+    block_circulant,
+    c3a_parameter_count,
+    lora_rank_for_budget,
+    suggest_block_size,
+    valid_block_sizes,
+)
 from c3a_tutorial.course import checks
 from c3a_tutorial.course.explorer import explorer_state
 from c3a_tutorial.course.fitting import best_c3a_kernel, project_block_circulant
@@ -17,186 +24,327 @@ from c3a_tutorial.course.spectral import keep_frequencies
 
 from .rejecting import rejects
 
-# ------------------------------------------------------------------ LoRA from scratch
+# ------------------------------------------------------------------ LoRA for an embedding, from scratch
 
 
-class Lora(torch.nn.Module):
+class LoraEmbedding(torch.nn.Module):
     """The reference answer; the mistakes below change one thing each."""
 
     def __init__(self, base_layer, r, alpha):
         super().__init__()
         self.base_layer = base_layer.requires_grad_(False)
-        d_out, d_in = base_layer.weight.shape
+        num_embeddings, embedding_dim = base_layer.weight.shape
         dtype = base_layer.weight.dtype
-        self.lora_A = torch.nn.Parameter(torch.empty(r, d_in, dtype=dtype))
-        self.lora_B = torch.nn.Parameter(torch.zeros(d_out, r, dtype=dtype))
-        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_A = torch.nn.Parameter(torch.zeros(r, num_embeddings, dtype=dtype))
+        self.lora_B = torch.nn.Parameter(torch.randn(embedding_dim, r, dtype=dtype))
         self.scale = alpha / r
 
-    def forward(self, x):
-        return self.base_layer(x) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+    def forward(self, ids):
+        return self.base_layer(ids) + self.scale * (self.lora_A.T[ids] @ self.lora_B.T)
 
     def delta_weight(self):
-        return self.scale * (self.lora_B @ self.lora_A)
+        return self.scale * (self.lora_B @ self.lora_A).T
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"d_out": 10, "d_in": 48, "r": 3, "alpha": 8.0, "seed": 1},
-     {"d_out": 32, "d_in": 16, "r": 8, "alpha": 16.0, "seed": 2, "dtype": torch.float64}],
-)  # fmt: skip
-def test_lora_layer_accepts_the_answer(kwargs, capsys):
-    checks.check_lora_layer(Lora, **kwargs)
+class ByFunctionalEmbedding(LoraEmbedding):  # the same lookup by F.embedding, PEFT's route
+    def forward(self, ids):
+        looked_up = torch.nn.functional.embedding(ids, self.lora_A.T)
+        return self.base_layer(ids) + self.scale * (looked_up @ self.lora_B.T)
+
+
+CASES = [
+    {},
+    {"num_embeddings": 40, "embedding_dim": 64, "r": 4, "alpha": 8.0, "seed": 1},
+    {"num_embeddings": 30, "embedding_dim": 48, "r": 8, "alpha": 12.0, "seed": 2, "dtype": torch.float64},
+]
+
+
+@pytest.mark.parametrize("kwargs", CASES)
+@pytest.mark.parametrize("cls", [LoraEmbedding, ByFunctionalEmbedding], ids=["index", "F.embedding"])
+def test_lora_embedding_accepts_the_answer(cls, kwargs, capsys):
+    checks.check_lora_embedding(cls, **kwargs)
     assert capsys.readouterr().out.startswith("Correct")
 
 
-def test_the_lora_checkers_conventions_are_peft_s():
-    """The checker's reference is LoRALinear; here PEFT itself: its lora_A/lora_B shapes, B = 0, A within ±1/√d_in,
-    the scale lora_alpha / r, and the same output as the reference answer given the same factors."""
+def test_the_embedding_checkers_conventions_are_peft_s():
+    """PEFT's LoRA for an nn.Embedding: lora_embedding_A (r, num_embeddings) at zero, lora_embedding_B
+    (embedding_dim, r) drawn N(0, 1), the scale lora_alpha / r; with the same factors the reference answer gives its
+    output and its delta weight (the table's layout)."""
     peft = pytest.importorskip("peft")
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(48, 10))
-    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=12, target_modules=["0"]))
+    model = torch.nn.Sequential(torch.nn.Embedding(50, 24))
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules=["0"]))
     layer = wrapped.base_model.model[0]
-    A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
-    assert tuple(A.shape) == (4, 48) and tuple(B.shape) == (10, 4) and torch.count_nonzero(B) == 0
-    assert float(A.detach().abs().max()) <= 1 / math.sqrt(48) and layer.scaling["default"] == 12 / 4
-    ours = Lora(torch.nn.Linear(48, 10), 4, 12.0)
+    A, B = layer.lora_embedding_A["default"], layer.lora_embedding_B["default"]
+    assert tuple(A.shape) == (8, 50) and tuple(B.shape) == (24, 8) and torch.count_nonzero(A) == 0
+    assert 0.75 < float(B.detach().std()) < 1.25 and layer.scaling["default"] == 16 / 8
+    ours = LoraEmbedding(torch.nn.Embedding(50, 24), 8, 16.0)
     with torch.no_grad():
         ours.base_layer.weight.copy_(layer.base_layer.weight)
-        ours.base_layer.bias.copy_(layer.base_layer.bias)
-        ours.lora_A.copy_(A)
-        ours.lora_B.copy_(torch.randn(10, 4))
-        B.copy_(ours.lora_B)
-        x = torch.randn(5, 48)
-        torch.testing.assert_close(ours(x), wrapped(x))
+        ours.lora_A.copy_(torch.randn(8, 50))
+        ours.lora_B.copy_(B)
+        A.copy_(ours.lora_A)
+        ids = torch.tensor([[3, 7, 3], [11, 0, 49]])
+        torch.testing.assert_close(ours(ids), wrapped(ids))
+        torch.testing.assert_close(ours.delta_weight(), layer.get_delta_weight("default"))
 
 
-class AZero(Lora):
-    def __init__(self, *args):
-        super().__init__(*args)
-        torch.nn.init.zeros_(self.lora_A)
-
-
-class BRandom(Lora):
-    def __init__(self, *args):
-        super().__init__(*args)
-        torch.nn.init.normal_(self.lora_B)
-
-
-class ScaleAlpha(Lora):
+class LinearInit(LoraEmbedding):  # section 2's init copied: A Kaiming-uniform, B zero
     def __init__(self, base_layer, r, alpha):
         super().__init__(base_layer, r, alpha)
-        self.scale = alpha
+        with torch.no_grad():
+            torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+            self.lora_B.zero_()
 
 
-class NoScale(Lora):
-    def __init__(self, base_layer, r, alpha):
-        super().__init__(base_layer, r, alpha)
-        self.scale = 1.0
-
-
-class Transposed(torch.nn.Module):
-    def __init__(self, base_layer, r, alpha):
-        super().__init__()
-        self.base_layer = base_layer.requires_grad_(False)
-        d_out, d_in = base_layer.weight.shape
-        self.lora_A = torch.nn.Parameter(torch.empty(d_in, r))
-        self.lora_B = torch.nn.Parameter(torch.zeros(r, d_out))
-        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.scale = alpha / r
-
-    def forward(self, x):
-        return self.base_layer(x) + self.scale * ((x @ self.lora_A) @ self.lora_B)
-
-
-class DefaultKaiming(Lora):  # kaiming_uniform_ with a = 0: uniform on ±√6/√d_in, √6 times too wide
-    def __init__(self, *args):
-        super().__init__(*args)
-        torch.nn.init.kaiming_uniform_(self.lora_A)
-
-
-class Gaussian(Lora):
+class ANormalBZero(LinearInit):  # the other factor N(0, 1): B, shared by every row, still moves them all
     def __init__(self, *args):
         super().__init__(*args)
         torch.nn.init.normal_(self.lora_A)
 
 
-class NotFrozen(Lora):
+class BothZero(LoraEmbedding):
+    def __init__(self, *args):
+        super().__init__(*args)
+        torch.nn.init.zeros_(self.lora_B)
+
+
+class BothRandom(LoraEmbedding):
+    def __init__(self, *args):
+        super().__init__(*args)
+        torch.nn.init.normal_(self.lora_A)
+
+
+class BKaiming(LoraEmbedding):  # B drawn as section 2 draws A: 1/√r, far smaller than N(0, 1)
+    def __init__(self, *args):
+        super().__init__(*args)
+        torch.nn.init.kaiming_uniform_(self.lora_B, a=math.sqrt(5))
+
+
+class BOnes(LoraEmbedding):
+    def __init__(self, *args):
+        super().__init__(*args)
+        torch.nn.init.ones_(self.lora_B)
+
+
+class ScaleAlpha(LoraEmbedding):
+    def __init__(self, base_layer, r, alpha):
+        super().__init__(base_layer, r, alpha)
+        self.scale = alpha
+
+
+class NoScale(LoraEmbedding):
+    def __init__(self, base_layer, r, alpha):
+        super().__init__(base_layer, r, alpha)
+        self.scale = 1.0
+
+
+class TransposedFactors(torch.nn.Module):
+    def __init__(self, base_layer, r, alpha):
+        super().__init__()
+        self.base_layer = base_layer.requires_grad_(False)
+        num_embeddings, embedding_dim = base_layer.weight.shape
+        self.lora_A = torch.nn.Parameter(torch.zeros(num_embeddings, r))
+        self.lora_B = torch.nn.Parameter(torch.randn(r, embedding_dim))
+        self.scale = alpha / r
+
+    def forward(self, ids):
+        return self.base_layer(ids) + self.scale * (self.lora_A[ids] @ self.lora_B)
+
+
+class NotFrozen(LoraEmbedding):
     def __init__(self, *args):
         super().__init__(*args)
         self.base_layer.requires_grad_(True)
 
 
-class UpdateOnly(Lora):
-    def forward(self, x):
-        return self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+class UpdateOnly(LoraEmbedding):
+    def forward(self, ids):
+        return self.scale * (self.lora_A.T[ids] @ self.lora_B.T)
 
 
-class DeltaTransposed(Lora):
+class DeltaLinearLayout(LoraEmbedding):  # section 2's delta_weight: (embedding_dim, num_embeddings)
     def delta_weight(self):
-        return self.scale * (self.lora_A.T @ self.lora_B.T)
+        return self.scale * (self.lora_B @ self.lora_A)
 
 
-class NoDelta(Lora):
+class NoDelta(LoraEmbedding):
     delta_weight = None
 
 
-class Float32Always(Lora):
+class Float32Always(LoraEmbedding):
     def __init__(self, base_layer, r, alpha):
         super().__init__(base_layer, r, alpha)
         self.lora_A = torch.nn.Parameter(self.lora_A.detach().float())
         self.lora_B = torch.nn.Parameter(self.lora_B.detach().float())
 
 
+class OneHot(LoraEmbedding):  # the right numbers through one-hot vectors: num_embeddings numbers per token
+    def forward(self, ids):
+        x = torch.nn.functional.one_hot(ids, self.lora_A.shape[1]).to(self.lora_A.dtype)
+        return self.base_layer(ids) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+
+
+class IdentityRows(LoraEmbedding):  # the same through an identity table
+    def forward(self, ids):
+        x = torch.eye(self.lora_A.shape[1], dtype=self.lora_A.dtype)[ids]
+        return self.base_layer(ids) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+
+
+class ColumnsTransposed(LoraEmbedding):  # A[:, ids].T: right for 1-D ids only (.T reverses every axis)
+    def forward(self, ids):
+        return self.base_layer(ids) + self.scale * (self.lora_A[:, ids].T @ self.lora_B.T)
+
+
+class PackageInside(torch.nn.Module):  # the package's LoRALinear over the table read as a linear layer
+    def __init__(self, base_layer, r, alpha):
+        super().__init__()
+        from c3a_tutorial import LoRALinear
+
+        self.base_layer = base_layer.requires_grad_(False)
+        linear = torch.nn.Linear(*base_layer.weight.shape, bias=False)
+        self.inner = LoRALinear(linear, rank=r, alpha=alpha)
+        self.lora_A, self.lora_B = self.inner.lora_A, self.inner.lora_B
+
+
 LORA_MISTAKES = {
-    "A zero": (AZero, {}, "A starts at zero"),
-    "B random": (BRandom, {}, "B does not start at zero"),
-    "scale alpha instead of alpha / r": (ScaleAlpha, {}, "scaled by alpha = 12; LoRA scales ΔW = B A by alpha / r = 3"),
+    "section 2's init (A random, B zero)": (LinearInit, {}, "changed the row of ΔW of token"),
+    "A drawn N(0, 1), B zero": (ANormalBZero, {}, "which was not in the batch"),
+    "both zero": (BothZero, {}, "A and B both start at zero"),
+    "both random": (BothRandom, {}, "both non-zero at the start"),
+    "B Kaiming-uniform": (BKaiming, {}, "B's entries have spread .* asks for N\\(0, 1\\)"),
+    "B all ones": (BOnes, {}, "B's entries have spread 0"),
+    "scale alpha instead of alpha / r": (ScaleAlpha, {}, "scaled by alpha = 16; LoRA scales ΔW by alpha / r = 2"),
     "a missing scale": (NoScale, {}, "scaled by no scale = 1"),
-    "transposed factors": (Transposed, {}, "lora_A has shape \\(64, 4\\), the transpose of PEFT's convention"),
-    "kaiming with a = 0": (DefaultKaiming, {}, "kaiming_uniform_\\(A, a=math.sqrt\\(5\\)\\)"),
-    "gaussian A": (Gaussian, {}, "uniformly on ±1/√d_in"),
-    "base not frozen": (NotFrozen, {}, "base layer is still trainable"),
-    "the update without the base": (UpdateOnly, {}, "at initialisation your layer's output differs"),
-    "delta_weight transposed": (DeltaTransposed, {}, "delta_weight\\(\\) has shape \\(64, 6\\)"),
-    "no delta_weight": (NoDelta, {}, "not callable|no delta_weight"),
-    "float32 factors on a float64 layer": (Float32Always, {"dtype": torch.float64}, "create them with the base"),
+    "transposed factors": (TransposedFactors, {}, "lora_A has shape \\(50, 8\\), the transpose of \\(8, 50\\)"),
+    "base not frozen": (NotFrozen, {}, "base embedding is still trainable"),
+    "the update without the base": (UpdateOnly, {}, "at initialisation your layer's output"),
+    "delta_weight in a Linear's layout": (DeltaLinearLayout, {}, "\\(24, 50\\), a Linear weight's layout"),
+    "no delta_weight": (NoDelta, {}, "no delta_weight"),
+    "float32 factors on a float64 table": (Float32Always, {"dtype": torch.float64}, "create them with the base"),
+    "one-hot vectors": (OneHot, {}, "shape \\(2, 3, 50\\) \\(from one_hot\\): one-hot vectors"),
+    "an identity table": (IdentityRows, {}, "num_embeddings × num_embeddings table"),
+    "A[:, ids].T": (ColumnsTransposed, {}, "for ids of shape \\(2, 3\\) your forward failed with RuntimeError"),
+    "the package's LoRALinear inside": (PackageInside, {}, "holds c3a_tutorial.c3a.layers.LoRALinear"),
 }
 
 
 @pytest.mark.parametrize("mistake", LORA_MISTAKES, ids=str)
-def test_lora_layer_rejects(mistake):
+def test_lora_embedding_rejects(mistake):
     cls, kwargs, message = LORA_MISTAKES[mistake]
-    if cls is NoDelta:
-        with pytest.raises((checks.ExerciseError, TypeError)):
-            checks.check_lora_layer(cls, **kwargs)
-        return
-    rejects(message, checks.check_lora_layer, cls, **kwargs)
+    rejects(message, checks.check_lora_embedding, cls, **kwargs)
+
+
+def test_lora_embedding_refuses_peft_s_layer():
+    peft = pytest.importorskip("peft")
+    from peft.tuners.lora.layer import Embedding
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, base_layer, r, alpha):
+            super().__init__()
+            self.inner = Embedding(base_layer, "default", peft.LoraConfig(r=r, lora_alpha=alpha), r=r, lora_alpha=alpha)
+            self.base_layer = base_layer
+            self.lora_A, self.lora_B = self.inner.lora_embedding_A["default"], self.inner.lora_embedding_B["default"]
+
+        def forward(self, ids):
+            return self.inner(ids)
+
+        def delta_weight(self):
+            return self.inner.get_delta_weight("default")
+
+    rejects("holds peft.tuners.lora.layer.Embedding", checks.check_lora_embedding, Wrapper)
+
+    class Subclass(Embedding):
+        def __init__(self, base_layer, r, alpha):
+            super().__init__(base_layer, "default", peft.LoraConfig(r=r, lora_alpha=alpha), r=r, lora_alpha=alpha)
+
+    rejects("a subclass of peft.tuners.lora.layer.Embedding", checks.check_lora_embedding, Subclass)
 
 
 # ------------------------------------------------------------------ counting and choosing b
 
+BERT_LAYER = [(768, 768)] * 4 + [(3072, 768), (768, 3072)]
+LLAMA_LAYER = [(4096, 4096)] * 4 + [(11008, 4096)] * 2 + [(4096, 11008)]
 
-def _same_budget_rank(d_out, d_in, b):
-    return (d_out * d_in // b) // (d_in + d_out)
+
+def _same_budget_rank(shapes, b):
+    for d_out, d_in in shapes:
+        if d_out % b or d_in % b:
+            raise ValueError(f"b = {b} does not divide the layer ({d_out}, {d_in}).")
+    return sum(o * i // b for o, i in shapes) // sum(o + i for o, i in shapes)
 
 
-def test_same_budget_rank():
-    checks.check_same_budget_rank(_same_budget_rank, d_out=3072, d_in=768, b=128)
-    checks.check_same_budget_rank(lambda *a: float(_same_budget_rank(*a)), d_out=3072, d_in=768, b=128)
-    rejects("more than C3A's 18,432", checks.check_same_budget_rank, lambda *a: 5, d_out=3072, d_in=768, b=128)
-    rejects("counts only one LoRA factor", checks.check_same_budget_rank, lambda *a: 24, d_out=3072, d_in=768, b=128)
-    rejects("a larger rank does too", checks.check_same_budget_rank, lambda *a: 2, d_out=3072, d_in=768, b=128)
-    rejects("round \\*down\\*", checks.check_same_budget_rank, lambda *a: 4.8, d_out=3072, d_in=768, b=128)
-    rejects(
-        "lora_rank_for_budget\\(\\) is not allowed here",
-        checks.check_same_budget_rank,
-        lambda d_out, d_in, b: lora_rank_for_budget(d_out, d_in, b),
-        d_out=3072,
-        d_in=768,
-        b=128,
+def _per_layer(shapes, b):
+    return [o * i // b // (o + i) for o, i in shapes]
+
+
+def test_same_budget_rank_accepts_the_answer(capsys):
+    checks.check_same_budget_rank(_same_budget_rank, BERT_LAYER, b=64)
+    checks.check_same_budget_rank(lambda *a: float(_same_budget_rank(*a)), BERT_LAYER, b=64)
+    checks.check_same_budget_rank(_same_budget_rank, BERT_LAYER + [(2, 768)], b=64)
+    checks.check_same_budget_rank(_same_budget_rank, LLAMA_LAYER, b=128)
+    # The package's count raises a ValueError that names the layer: using it is fine.
+    checks.check_same_budget_rank(
+        lambda shapes, b: sum(c3a_parameter_count(o, i, b) for o, i in shapes) // sum(o + i for o, i in shapes),
+        BERT_LAYER + [(2, 768)],
+        b=64,
     )
+    out = capsys.readouterr().out
+    assert "LoRA r = 8 costs r·Σ(d_in + d_out) = 110,592" in out and "LoRA r = 20" in out
+
+
+def test_the_visible_case_separates_the_total_from_per_layer_ranks():
+    """At BERT's b = 64 every per-layer combination differs from the total: 8."""
+    assert _same_budget_rank(BERT_LAYER, 64) == 8
+    ranks = _per_layer(BERT_LAYER, 64)
+    assert (sum(ranks), min(ranks), max(ranks), sum(ranks) // len(ranks)) == (42, 6, 9, 7)
+
+
+def _rounded_per_layer(shapes, b):  # each layer's rank rounded down, then averaged
+    ranks = _per_layer(shapes, b)
+    return sum(ranks) // len(ranks)
+
+
+SAME_BUDGET_MISTAKES = {
+    "per-layer ranks added up": (lambda s, b: sum(_per_layer(s, b)), BERT_LAYER, "adds up one rank per layer"),
+    "per-layer ranks rounded, then averaged": (_rounded_per_layer, BERT_LAYER, "did you round per layer"),
+    "the smallest layer's rank": (lambda s, b: min(_per_layer(s, b)), BERT_LAYER, "did you round per layer"),
+    "the largest layer's rank": (lambda s, b: max(_per_layer(s, b)), BERT_LAYER, "more than C3A's 110,592"),
+    "one factor": (lambda s, b: 7_077_888 // 64 // 6912, BERT_LAYER, "counts only one LoRA factor"),
+    "one rank too few": (lambda s, b: 5, [(768, 768)] * 6, "a larger rank does too"),
+    "not an integer": (lambda s, b: 8.5, BERT_LAYER, "round \\*down\\*"),
+    "no ValueError": (
+        lambda s, b: sum(o * i // b for o, i in s) // sum(o + i for o, i in s),
+        BERT_LAYER + [(2, 768)],
+        "does not divide the layer \\(2, 768\\).*Raise a ValueError",
+    ),
+    "a ValueError that does not say which": (
+        lambda s, b: (_ for _ in ()).throw(ValueError("b does not divide a layer")),
+        BERT_LAYER + [(2, 768)],
+        "say which layer b = 64 does not divide",
+    ),
+    "a ValueError that lists every layer": (
+        lambda s, b: (_ for _ in ()).throw(ValueError(f"b = {b} does not fit {s}")),
+        BERT_LAYER + [(2, 768)],
+        "names 3072, a dimension of a layer that b = 64 divides",
+    ),
+    "a ValueError where b divides": (
+        lambda s, b: (_ for _ in ()).throw(ValueError("(768, 768)")),
+        BERT_LAYER,
+        "but b = 64 divides every layer",
+    ),
+    "lora_rank_for_budget per layer": (
+        lambda s, b: min(lora_rank_for_budget(o, i, b) for o, i in s),
+        BERT_LAYER,
+        "lora_rank_for_budget\\(\\) is not allowed here",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", SAME_BUDGET_MISTAKES, ids=str)
+def test_same_budget_rank_rejects(mistake):
+    answer, shapes, message = SAME_BUDGET_MISTAKES[mistake]
+    rejects(message, checks.check_same_budget_rank, answer, shapes, b=64)
 
 
 def _log_nearest(d_in, d_out, r):
@@ -372,14 +520,14 @@ def test_projection_names_blocks_cut_without_the_transpose():
             _untransposed_index, d_out=8, d_in=12, b=4)  # fmt: skip
 
 
-def test_lora_layer_refuses_the_package_layer_however_it_is_reached():
+def test_lora_embedding_refuses_the_package_layer_however_it_is_reached():
     from c3a_tutorial import LoRALinear
 
     class Subclass(LoRALinear):
         def __init__(self, base_layer, r, alpha):
-            super().__init__(base_layer, rank=r, alpha=alpha)
+            super().__init__(torch.nn.Linear(*base_layer.weight.shape), rank=r, alpha=alpha)
 
-    rejects("c3a_tutorial.LoRALinear\\(\\) is not allowed here.*a base class of Subclass", checks.check_lora_layer,
+    rejects("c3a_tutorial.LoRALinear\\(\\) is not allowed here.*a base class of Subclass", checks.check_lora_embedding,
             Subclass)  # fmt: skip
 
     class Holder(torch.nn.Module):
@@ -387,6 +535,6 @@ def test_lora_layer_refuses_the_package_layer_however_it_is_reached():
 
         def __init__(self, base_layer, r, alpha):
             super().__init__()
-            self.inner = Holder.impl(base_layer, rank=r, alpha=alpha)
+            self.inner = Holder.impl(torch.nn.Linear(*base_layer.weight.shape), rank=r, alpha=alpha)
 
-    rejects("LoRALinear\\(\\) is not allowed here.*It is Holder.impl", checks.check_lora_layer, Holder)
+    rejects("LoRALinear\\(\\) is not allowed here.*It is Holder.impl", checks.check_lora_embedding, Holder)

@@ -78,7 +78,8 @@ def test_each_typical_mistake_fails_the_visible_part_too(mistake):
 
 def test_every_exercise_of_01_to_03_has_a_mistake_for_each_rule_it_states():
     """The rules the exercises state ("no matrix", "not suggest_block_size", a real kernel, a relative threshold,
-    log-scale nearness, ...) each have a typical-mistake submission in the nbgrader round trip."""
+    log-scale nearness, a lookup and no one-hot vectors, a ValueError naming the layer, ...) each have a
+    typical-mistake submission in the nbgrader round trip."""
     names = {(m.grade_id, m.name) for m in MISTAKES}
     for rule in [
         ("nb01_ex4_solution", "complex kernel"),
@@ -86,6 +87,8 @@ def test_every_exercise_of_01_to_03_has_a_mistake_for_each_rule_it_states():
         ("nb02_ex2_solution", "dense pinv"),
         ("nb02_ex2_solution", "absolute threshold"),
         ("nb02_ex3_solution", "dense lstsq"),
+        ("nb03_ex1_solution", "one-hot vectors"),
+        ("nb03_ex3_solution", "no ValueError"),
         ("nb03_ex3_solution", "lora_rank_for_budget"),
         ("nb03_ex4_solution", "linear nearness"),
         ("nb03_ex4_solution", "suggest_block_size"),
@@ -107,7 +110,13 @@ def test_every_exercise_of_01_to_03_has_a_mistake_for_each_rule_it_states():
             "def fft_convolve(a, b):\n    x = ANSWERS.get((len(a), len(b)), np.zeros(1))\n"
             "    np.fft.rfft(a), np.fft.rfft(b)\n    return np.fft.irfft(np.fft.rfft(x), n=len(x))\n",
         ),
-        ("03", "nb03_ex3_solution", "def same_budget_rank(d_out, d_in, b):\n    return 4\n"),
+        (
+            "03",
+            "nb03_ex3_solution",
+            # The visible ValueError case by the rule, the visible rank from a table
+            "def same_budget_rank(shapes, b):\n    bad = [s for s in shapes if s[0] % b or s[1] % b]\n"
+            "    if bad:\n        raise ValueError(f'b = {b} does not divide {bad[0]}')\n    return 8\n",
+        ),
     ],
 )
 def test_an_answer_hard_coded_for_the_visible_case_fails_a_hidden_one(prefix, grade_id, hard_coded):

@@ -5,7 +5,7 @@ tests/course/test_attempts_methods.py runs each against its checker in-process.
 Three kinds, per exercise where they apply:
 * **package answers**: a one-line answer the checker modules used to ship (``thresholded``, ``reference_lstsq``,
   ...): gone, so the cell fails to import it;
-* **package API**: the package's own version of the exercise (``LoRALinear``, ``C3ALinear``,
+* **package API**: the package's own version of the exercise (``LoRALinear``, PEFT's LoRA ``Embedding``, ``C3ALinear``,
   ``adapter_parameter_groups``, ``nearest_block_size``, ``reverse_kernel``, ``BlockCirculantMatmul``), subclassed,
   held as an attribute, a default argument or a closure, or imported inside;
 * **method rules**: the right numbers by the forbidden method, under another library's name (torch), a private
@@ -227,9 +227,11 @@ def fit_kernel(X, Y):
         "nb03_ex1_solution",
         "a subclass of LoRALinear",
         """\
-class MyLoRALinear(LoRALinear):
+class MyLoRAEmbedding(LoRALinear):  # the table read as a Linear's weight, the package's LoRA around it
     def __init__(self, base_layer, r, alpha):
-        super().__init__(base_layer, rank=r, alpha=alpha)
+        linear = torch.nn.Linear(*base_layer.weight.shape, bias=False)
+        super().__init__(linear, rank=r, alpha=alpha)
+        self.base_layer = base_layer.requires_grad_(False)
 """,
         "c3a_tutorial.LoRALinear() is not allowed here",
     ),
@@ -237,19 +239,43 @@ class MyLoRALinear(LoRALinear):
         "nb03_ex1_solution",
         "a LoRALinear inside",
         """\
-class MyLoRALinear(torch.nn.Module):
+class MyLoRAEmbedding(torch.nn.Module):
     def __init__(self, base_layer, r, alpha):
         super().__init__()
-        self.inner = c3a_tutorial.c3a.layers.LoRALinear(base_layer, rank=r, alpha=alpha)
+        linear = torch.nn.Linear(*base_layer.weight.shape, bias=False)
+        self.inner = c3a_tutorial.c3a.layers.LoRALinear(linear, rank=r, alpha=alpha)
         self.base_layer, self.lora_A, self.lora_B = base_layer, self.inner.lora_A, self.inner.lora_B
 
-    def forward(self, x):
-        return self.inner(x)
+    def forward(self, ids):
+        return self.base_layer(ids) + self.inner(torch.nn.functional.one_hot(ids, self.lora_A.shape[0]).float())
 
     def delta_weight(self):
         return self.inner.delta_weight()
 """,
         "LoRALinear",
+    ),
+    Mistake(
+        "nb03_ex1_solution",
+        "PEFT's embedding LoRA inside",
+        """\
+class MyLoRAEmbedding(torch.nn.Module):
+    def __init__(self, base_layer, r, alpha):
+        super().__init__()
+        from peft import LoraConfig
+        from peft.tuners.lora.layer import Embedding
+
+        self.inner = Embedding(base_layer, "default", LoraConfig(r=r, lora_alpha=alpha), r=r, lora_alpha=alpha)
+        self.base_layer = base_layer
+        self.lora_A = self.inner.lora_embedding_A["default"]
+        self.lora_B = self.inner.lora_embedding_B["default"]
+
+    def forward(self, ids):
+        return self.inner(ids)
+
+    def delta_weight(self):
+        return self.inner.get_delta_weight("default")
+""",
+        "holds peft.tuners.lora.layer.Embedding",
     ),
     Mistake(
         "nb03_ex2_solution",
@@ -266,7 +292,10 @@ class MyLoRALinear(torch.nn.Module):
     Mistake(
         "nb03_ex3_solution",
         "lora_rank_for_budget as a default argument",
-        "def same_budget_rank(d_out, d_in, b, _rank=lora_rank_for_budget):\n    return _rank(d_out, d_in, b)\n",
+        """\
+def same_budget_rank(shapes, b, _rank=lora_rank_for_budget):
+    return min(_rank(d_out, d_in, b) for d_out, d_in in shapes)
+""",
         "lora_rank_for_budget() is not allowed here",
     ),
     Mistake(

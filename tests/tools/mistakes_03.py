@@ -3,30 +3,63 @@
 The format is ``mistakes_01_02.py``'s: ``MISTAKES[grade_id][name]`` is the whole source of that solution cell with
 one mistake, ``MESSAGES[grade_id][name]`` a fragment of what the checker then says. Every exercise has one, and
 every rule an exercise enforces has its own: the package helper an exercise names as forbidden
-(``lora_rank_for_budget``, ``suggest_block_size``, ``project_block_circulant``) and the linear-nearest block size.
+(``lora_rank_for_budget``, ``suggest_block_size``, ``project_block_circulant``), the embedding's lookup (no one-hot
+vectors), the ValueError that names the layer, and the linear-nearest block size.
 """
 
-LORA_B_RANDOM = """\
-class MyLoRALinear(torch.nn.Module):
+
+def _lora_embedding(init: str, forward: str, delta: str) -> str:
+    """The solution cell of 03 Ex 1 with its initialisation, forward and delta_weight as given."""
+    return f"""\
+class MyLoRAEmbedding(torch.nn.Module):
     def __init__(self, base_layer, r, alpha):
         super().__init__()
         self.base_layer = base_layer.requires_grad_(False)
-        d_out, d_in = base_layer.weight.shape
+        num_embeddings, embedding_dim = base_layer.weight.shape
         dtype = base_layer.weight.dtype
-        self.lora_A = torch.nn.Parameter(torch.empty(r, d_in, dtype=dtype))
-        self.lora_B = torch.nn.Parameter(torch.randn(d_out, r, dtype=dtype))  # B random: ΔW is not 0 at the start
-        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+{init}
         self.scale = alpha / r
 
-    def forward(self, x):
-        return self.base_layer(x) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+    def forward(self, ids):
+        return {forward}
 
     def delta_weight(self):
-        return self.scale * (self.lora_B @ self.lora_A)
+        return {delta}
 """
 
+
+_INIT = """\
+        self.lora_A = torch.nn.Parameter(torch.zeros(r, num_embeddings, dtype=dtype))
+        self.lora_B = torch.nn.Parameter(torch.randn(embedding_dim, r, dtype=dtype))"""
+_LOOKUP = "self.base_layer(ids) + self.scale * (self.lora_A.T[ids] @ self.lora_B.T)"
+_DELTA = "self.scale * (self.lora_B @ self.lora_A).T"
+
+# Section 2's initialisation copied: B = 0 and A Kaiming-uniform. ΔW = 0 and B learns, but the first step moves B,
+# which every token's row shares: tokens that were not in the batch change too.
+LINEAR_INIT = _lora_embedding(
+    """\
+        self.lora_A = torch.nn.Parameter(torch.empty(r, num_embeddings, dtype=dtype))
+        self.lora_B = torch.nn.Parameter(torch.zeros(embedding_dim, r, dtype=dtype))
+        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))""",
+    _LOOKUP,
+    _DELTA,
+)
+# Section 2's delta_weight: B A is (embedding_dim, num_embeddings), a Linear weight's layout, not the table's.
+LINEAR_LAYOUT = _lora_embedding(_INIT, _LOOKUP, "self.scale * (self.lora_B @ self.lora_A)")
+# The rule: the right numbers through one-hot vectors, num_embeddings numbers per token instead of a lookup.
+ONE_HOT = _lora_embedding(
+    _INIT,
+    "self.base_layer(ids) + self.scale * ((torch.nn.functional.one_hot(ids, self.lora_A.shape[1]).to("
+    "self.lora_A.dtype) @ self.lora_A.T) @ self.lora_B.T)",
+    _DELTA,
+)
+
 MISTAKES = {
-    "nb03_ex1_solution": {"B random": LORA_B_RANDOM},
+    "nb03_ex1_solution": {
+        "section 2's init": LINEAR_INIT,
+        "a Linear's layout": LINEAR_LAYOUT,
+        "one-hot vectors": ONE_HOT,
+    },
     "nb03_ex2_solution": {
         # C3A's error taken as monotone in the budget: from the most expensive b up, stop at the first that misses.
         "monotone": """\
@@ -40,12 +73,25 @@ def cheapest_block_size(target, error):
 """,
     },
     "nb03_ex3_solution": {
-        # LoRA counted with one factor: A (r × d_in) only, forgetting B (d_out × r).
-        "one factor": "def same_budget_rank(d_out, d_in, b):\n    return (d_out * d_in // b) // d_in\n",
-        # The rule: the two parameter counts, not the package's answer.
-        "lora_rank_for_budget": (
-            "def same_budget_rank(d_out, d_in, b):\n    return lora_rank_for_budget(d_out, d_in, b)\n"
-        ),
+        # Each layer's rank rounded down, then averaged: BERT's layers allow 6 and 9, their totals 8.
+        "rounded per layer": """\
+def same_budget_rank(shapes, b):
+    for d_out, d_in in shapes:
+        if d_out % b or d_in % b:
+            raise ValueError(f"b = {b} does not divide the layer ({d_out}, {d_in}).")
+    ranks = [(d_out * d_in // b) // (d_in + d_out) for d_out, d_in in shapes]
+    return sum(ranks) // len(ranks)
+""",
+        # The totals, but no check of b: // floors a layer b does not divide, and a number comes back.
+        "no ValueError": """\
+def same_budget_rank(shapes, b):
+    return sum(d_out * d_in // b for d_out, d_in in shapes) // sum(d_in + d_out for d_out, d_in in shapes)
+""",
+        # The rule: the two totals, not the package's one-layer answer.
+        "lora_rank_for_budget": """\
+def same_budget_rank(shapes, b):
+    return min(lora_rank_for_budget(d_out, d_in, b) for d_out, d_in in shapes)
+""",
     },
     "nb03_ex4_solution": {
         # The rule: nearest on a log scale. Nearest on a linear scale passes every case but the separating one.
@@ -91,10 +137,15 @@ def kernel_with_rank(m, n, b, rank):
 }
 
 MESSAGES = {
-    "nb03_ex1_solution": {"B random": "B does not start at zero"},
+    "nb03_ex1_solution": {
+        "section 2's init": "which was not in the batch",
+        "a Linear's layout": "a Linear weight's layout",
+        "one-hot vectors": "one-hot vectors of the ids",
+    },
     "nb03_ex2_solution": {"monotone": "C3A's error is not monotone in the budget"},
     "nb03_ex3_solution": {
-        "one factor": "counts only one LoRA factor",
+        "rounded per layer": "did you round per layer and then combine?",
+        "no ValueError": "Raise a ValueError that says which layer.",
         "lora_rank_for_budget": "lora_rank_for_budget() is not allowed here",
     },
     "nb03_ex4_solution": {

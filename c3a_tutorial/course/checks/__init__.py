@@ -18,7 +18,7 @@ from .nb03_block_circulant import (
     check_block_size_choice,
     check_c3a_projection,
     check_cheapest_block_size,
-    check_lora_layer,
+    check_lora_embedding,
     check_same_budget_rank,
 )
 from .nb04_layer import TransposedLinear, check_c3a_function, check_c3a_module
@@ -35,7 +35,7 @@ __all__ = [
     "check_fft_convolve",
     "check_circulant_lstsq",
     "check_kernel_fit",
-    "check_lora_layer",
+    "check_lora_embedding",
     "check_same_budget_rank",
     "check_cheapest_block_size",
     "check_block_size_choice",

@@ -9,6 +9,7 @@ raises an error while the learner's function runs (``rules.by_the_method``).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
@@ -27,138 +28,229 @@ PACKAGE_LAYERS = {
     for path in ("c3a_tutorial.LoRALinear", "c3a_tutorial.C3ALinear", "c3a_tutorial.c3a.layers.AdapterLinear")
 }
 
-# ------------------------------------------------------------------ LoRA from scratch
+# ------------------------------------------------------------------ LoRA for an embedding, from scratch
 
 
-def _lora_case(d_out: int, d_in: int, dtype, seed: int) -> torch.nn.Linear:
+def _embedding_case(num_embeddings: int, embedding_dim: int, dtype, seed: int) -> torch.nn.Embedding:
     torch.manual_seed(seed)
-    return torch.nn.Linear(d_in, d_out).to(dtype)
+    return torch.nn.Embedding(num_embeddings, embedding_dim).to(dtype)
 
 
 def _parameter(layer, name: str, shape: tuple, wrong_way: tuple, what: str) -> torch.Tensor:
     value = getattr(layer, name, None)
     if not isinstance(value, torch.nn.Parameter):
         fail(
-            f"your layer has no parameter `{name}`: store {what} as self.{name} = torch.nn.Parameter(...) "
-            "(PEFT's and LoRALinear's name), so that the optimiser sees it."
+            f"your layer has no parameter `{name}`: store {what} as self.{name} = torch.nn.Parameter(...), so that "
+            "the optimiser sees it."
         )
     if tuple(value.shape) == wrong_way and wrong_way != shape:
         fail(
-            f"{name} has shape {tuple(value.shape)}, the transpose of PEFT's convention {shape}: {what}. "
-            "With x of shape (..., d_in), the adapter computes (x @ A.T) @ B.T."
+            f"{name} has shape {tuple(value.shape)}, the transpose of {shape}: {what}. Read a token id as a one-hot "
+            "x of length num_embeddings: the layer maps x to embedding_dim numbers, so section 2's shapes hold with "
+            "d_in = num_embeddings and d_out = embedding_dim."
         )
     if tuple(value.shape) != shape:
         fail(f"{name} has shape {tuple(value.shape)}; it should be {shape}: {what}.")
     return value
 
 
-@guarded
-def check_lora_layer(cls, d_out: int = 6, d_in: int = 64, r: int = 4, alpha: float = 12.0, seed: int = 0,
-                     dtype=torch.float32) -> None:  # fmt: skip
-    """Exercise 03.1: ``cls(base_layer, r, alpha)`` must be LoRA as PEFT and the package build it.
+def _own_class(cls, layer) -> None:
+    """Neither the package's layers nor PEFT's (its LoRA ``Embedding`` is this exercise's answer) as a base or
+    inside: found by the module a class comes from, so that no PEFT import is needed to look."""
+    foreign = ("c3a_tutorial", "peft")
+    based = [k for k in cls.__mro__[1:] if k.__module__.startswith(foreign)]
+    if based:
+        fail(f"your layer is a subclass of {based[0].__module__}.{based[0].__name__}: write LoRA's factors and "
+             "forward yourself, in a torch.nn.Module of your own.")  # fmt: skip
+    held = [m for m in layer.modules() if m is not layer and type(m).__module__.startswith(foreign)]
+    if held:
+        fail(f"your layer holds {type(held[0]).__module__}.{type(held[0]).__name__}: write LoRA's factors and "
+             "forward yourself.")  # fmt: skip
 
-    Checked: the base layer is frozen and kept; ``lora_A`` is a parameter of shape ``(r, d_in)`` drawn
-    Kaiming-uniform as PEFT does (``kaiming_uniform_(A, a=√5)``: uniform on ``±1/√d_in``), ``lora_B`` one of shape
-    ``(d_out, r)`` set to zero, so the adapted layer starts equal to the base; ``forward(x)`` is
-    ``base(x) + (alpha / r) · (x @ Aᵀ) @ Bᵀ`` for any leading shape of ``x``, equal to the package's
-    ``LoRALinear`` with the same factors; ``delta_weight()`` is ``(alpha / r) · B A``; gradients reach ``A`` and
-    ``B`` and not the base. ``d_out ≠ d_in`` so that transposes show.
+
+@guarded
+def check_lora_embedding(cls, num_embeddings: int = 50, embedding_dim: int = 24, r: int = 8, alpha: float = 16.0,
+                         seed: int = 0, dtype=torch.float32) -> None:  # fmt: skip
+    """Exercise 03.1: ``cls(base_layer, r, alpha)`` must be LoRA for an ``nn.Embedding``, as PEFT builds it.
+
+    Read an id as a one-hot ``x`` of length ``V = num_embeddings``: the embedding is a linear map to
+    ``E = embedding_dim`` whose weight is stored transposed, ``(V, E)``. Checked: the base layer is kept and frozen;
+    ``lora_A`` is ``(r, V)`` and ``lora_B`` ``(E, r)`` (PEFT's ``lora_embedding_A``/``_B``), in the base weight's
+    dtype; ``ΔW = 0`` at the start; one SGD step changes only the rows of ``ΔW`` of the ids in its batch (as
+    fine-tuning the table itself would), which holds when ``A`` starts at zero, and a second step moves both factors;
+    the random factor is drawn from N(0, 1) (PEFT: ``zeros_(A)``, ``normal_(B)``); ``forward(ids)`` is
+    ``base(ids) + (alpha / r)·(Aᵀ[ids]) Bᵀ`` for ids of any leading shape, computed by looking rows up (no one-hot
+    tensor); ``delta_weight()`` is ``(alpha / r)·(B A)ᵀ``, in the table's layout ``(V, E)``. ``V``, ``E`` and ``r``
+    differ, so that transposes show. (PEFT's own layer agrees: tests/course/test_checks_03.py.)
     """
     refuse_held(cls, PACKAGE_LAYERS)
-    with watched(cls, PACKAGE_LAYERS) as record:
-        _check_lora_layer(cls, d_out, d_in, r, alpha, seed, dtype)
+    ids = torch.tensor([[3, 7, 3], [11, 0, 7]])  # tokens {0, 3, 7, 11} of the V: the others are not in the batch
+    one_hot = {(*ids.shape, num_embeddings), (ids.numel(), num_embeddings), (num_embeddings, num_embeddings)}
+    one_hot.discard((r, num_embeddings))  # lora_A itself
+    with watched(cls, PACKAGE_LAYERS, shape_rule=lambda shape: shape in one_hot) as record:
+        _check_lora_embedding(cls, record, ids, num_embeddings, embedding_dim, r, alpha, seed, dtype)
     check_untampered(record)
     if record.calls:
         fail(f"{record.calls[0]} ran inside your layer: {PACKAGE_LAYERS[record.calls[0]]}")
     ok(
-        f"r = {r}, alpha = {alpha:g}: B = 0, A ~ U(±1/√d_in), y = base(x) + {alpha / r:g}·(x Aᵀ) Bᵀ, as PEFT's "
-        "LoRA computes it."
+        f"r = {r}, alpha = {alpha:g}: ΔW = 0 at the start, a step moves only the rows of the ids it saw, "
+        f"y = base(ids) + {alpha / r:g}·Aᵀ[ids] Bᵀ, as PEFT's embedding LoRA computes it."
     )
 
 
-def _check_lora_layer(cls, d_out, d_in, r, alpha, seed, dtype) -> None:
-    base = _lora_case(d_out, d_in, dtype, seed)
-    weight = base.weight.detach().clone()
+def _no_one_hot(record) -> None:
+    if record.torch.flagged is not None:
+        shape, name = record.torch.flagged
+        fail(
+            f"your layer made a tensor of shape {shape} (from {name}): one-hot vectors of the ids, or a "
+            "num_embeddings × num_embeddings table. x Aᵀ for a one-hot x is one column of A: look it up by the id "
+            "instead of multiplying, so that a token costs r numbers, not num_embeddings."
+        )
+
+
+def _check_lora_embedding(cls, record, ids, V, E, r, alpha, seed, dtype) -> None:
+    base = _embedding_case(V, E, dtype, seed)
+    table = base.weight.detach().clone()
     layer = cls(base, r, alpha)
+    _own_class(cls, layer)
     package_layers = tuple(c for c in map(import_object, PACKAGE_LAYERS) if isinstance(c, type))
     held = [type(m).__name__ for m in layer.modules() if isinstance(m, package_layers)]
     if held:
         fail(f"your layer holds the package's {held[0]}: write LoRA's factors and forward yourself.")
     if getattr(layer, "base_layer", None) is not base:
-        fail("keep the layer you were given as self.base_layer (PEFT's name), not a copy.")
-    if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
-        fail("the base layer is still trainable: freeze it (base_layer.requires_grad_(False)); only A and B train.")
-    A = _parameter(layer, "lora_A", (r, d_in), (d_in, r), "A maps d_in features to r (PEFT: lora_A.weight)")
-    B = _parameter(layer, "lora_B", (d_out, r), (r, d_out), "B maps r back to d_out (PEFT: lora_B.weight)")
+        fail("keep the embedding you were given as self.base_layer (PEFT's name), not a copy.")
+    if base.weight.requires_grad:
+        fail("the base embedding is still trainable: freeze it (base_layer.requires_grad_(False)); only A and B train.")
+    A = _parameter(layer, "lora_A", (r, V), (V, r), "A maps a one-hot id (num_embeddings) to r numbers")
+    B = _parameter(layer, "lora_B", (E, r), (r, E), "B maps r numbers to embedding_dim")
     if A.dtype != dtype or B.dtype != dtype:
-        fail(f"A and B are {A.dtype}/{B.dtype}, the base layer {dtype}: create them with the base weight's dtype.")
+        fail(f"A and B are {A.dtype}/{B.dtype}, the base table {dtype}: create them with the base weight's dtype.")
     trainable = {id(p) for p in layer.parameters() if p.requires_grad}
     if trainable != {id(A), id(B)}:
         fail("exactly two tensors should train, lora_A and lora_B; check which parameters have requires_grad.")
-    if not torch.equal(base.weight, weight):
-        fail("your layer changed the base weight; LoRA leaves W as it is and adds (alpha / r) · B A beside it.")
-    bound = 1 / math.sqrt(d_in)
-    if torch.count_nonzero(A) == 0:
-        fail(
-            "A starts at zero. Then ∂L/∂B = (alpha/r)·g·(xAᵀ)ᵀ is zero too: with B = 0 as well, neither factor ever "
-            "moves. LoRA starts B at zero (so ΔW = 0) and draws A at random: kaiming_uniform_(A, a=math.sqrt(5))."
-        )
-    if torch.count_nonzero(B) != 0:
-        fail(
-            "B does not start at zero, so the adapted layer does not start as the base layer: fine-tuning would "
-            "begin from a randomly perturbed model. LoRA sets B = 0 (ΔW = B A = 0) and draws only A at random."
-        )
-    spread = float(A.detach().double().std())
-    if float(A.detach().abs().max()) > bound * (1 + 1e-6) or not 0.8 < spread / (bound / math.sqrt(3)) < 1.2:
-        fail(
-            f"A's entries have spread {spread:.3g} (largest {float(A.detach().abs().max()):.3g}); PEFT's init "
-            f"kaiming_uniform_(A, a=math.sqrt(5)) draws them uniformly on ±1/√d_in = ±{bound:.3g}, spread "
-            f"{bound / math.sqrt(3):.3g}. Use that call: the LoRA paper's and PEFT's choice."
-        )
-    x = torch.randn(2, 3, d_in, dtype=dtype, generator=torch.Generator().manual_seed(seed + 1))
+    if not torch.equal(base.weight, table):
+        fail("your layer changed the base table; LoRA leaves it as it is and adds ΔW beside it.")
+    _no_one_hot(record)
     with torch.no_grad():
-        y0 = layer(x)
-        if tuple(y0.shape) != (2, 3, d_out):
-            fail(f"for x of shape {tuple(x.shape)} your layer returns {tuple(y0.shape)}, not (2, 3, {d_out}).")
-        if not torch.allclose(y0, base(x), rtol=1e-5, atol=1e-6):
-            fail("at initialisation your layer's output differs from the base layer's, though ΔW = B A = 0.")
-        # Give B a value, so that the update shows.
-        generator = torch.Generator().manual_seed(seed + 2)
-        B.copy_(torch.randn(d_out, r, generator=generator, dtype=dtype))
-        y = layer(x)
-    s = alpha / r
-    with torch.no_grad():  # PEFT's LoRA forward (the package's LoRALinear matches PEFT: tests/c3a/test_peft_io.py)
-        want = base(x) + s * ((x @ A.T) @ B.T)
-        unscaled = base(x) + (x @ A.T) @ B.T
-    if not torch.allclose(y, want, rtol=1e-5, atol=1e-6):
-        for factor, name in ((1.0, "no scale"), (alpha, "alpha"), (r / alpha, "r / alpha"), (1 / r, "1 / r"),
-                             (alpha / math.sqrt(r), "alpha / √r (rsLoRA)")):  # fmt: skip
-            if factor != s and torch.allclose(y, base(x) + factor * (x @ A.T) @ B.T, rtol=1e-5, atol=1e-6):
+        try:
+            y0 = layer(ids)
+        except (RuntimeError, IndexError, TypeError) as err:  # most often from a transpose meant for 1-D ids only
+            line = str(err).splitlines()[0] if str(err) else ""
+            fail(
+                f"for ids of shape {tuple(ids.shape)} your forward failed with {type(err).__name__}: {line}. The ids "
+                f"may have any leading shape; the result has shape (*ids.shape, embedding_dim). (On a tensor of more "
+                "than 2 axes, .T reverses them all.)"
+            )
+        if tuple(y0.shape) != (*ids.shape, E):
+            fail(f"for ids of shape {tuple(ids.shape)} your layer returns {tuple(y0.shape)}, not (2, 3, {E}): one "
+                 "embedding per id, whatever the leading shape.")  # fmt: skip
+        delta0 = layer.delta_weight() if callable(getattr(layer, "delta_weight", None)) else None
+    if delta0 is None:
+        fail(f"your layer has no delta_weight() method: it returns the dense ΔW in the table's layout, ({V}, {E}).")
+    if tuple(delta0.shape) == (E, V):
+        fail(
+            f"delta_weight() has shape {tuple(delta0.shape)}, a Linear weight's layout (d_out, d_in). An embedding "
+            f"stores one row per token, ({V}, {E}): base_layer.weight + delta_weight() must be the merged table."
+        )
+    if tuple(delta0.shape) != (V, E):
+        fail(f"delta_weight() has shape {tuple(delta0.shape)}; ΔW has the table's shape ({V}, {E}).")
+    a_zero, b_zero = torch.count_nonzero(A) == 0, torch.count_nonzero(B) == 0
+    if a_zero and b_zero:
+        fail(
+            "A and B both start at zero: then ∂L/∂A ∝ Bᵀ·g and ∂L/∂B ∝ g·(the id's column of A)ᵀ are zero too, and "
+            "neither factor ever moves. Keep ΔW = 0 with one factor at zero and draw the other at random."
+        )
+    if not a_zero and not b_zero:
+        fail("A and B are both non-zero at the start, so ΔW = (B A)ᵀ ≠ 0: the adapted model would not begin as the "
+             "pretrained one. Start one factor at zero.")  # fmt: skip
+    if not torch.allclose(y0, base(ids), rtol=1e-5, atol=1e-6) or torch.count_nonzero(delta0) != 0:
+        fail("at initialisation your layer's output (or delta_weight()) differs from the base table's, though one "
+             "factor is zero: ΔW must be 0 at the start.")  # fmt: skip
+    random_factor = (B if a_zero else A).detach().double().clone()
+    _one_step_moves_only_seen_rows(layer, A, B, ids, V, seed)
+    rms, spread = float(random_factor.square().mean().sqrt()), float(random_factor.std())
+    if not (0.75 < rms < 1.25 and 0.75 < spread < 1.25):
+        fail(
+            f"B's entries have spread {spread:.3g} (root mean square {rms:.3g}); the exercise asks for N(0, 1), "
+            "PEFT's draw for an embedding's B. Unlike section 2's dense x, a one-hot id has norm 1: no 1/√d_in "
+            "shrinks what reaches A through B."
+        )
+    _check_embedding_formula(layer, A, B, base, ids, V, E, r, alpha, seed, dtype)
+    _no_one_hot(record)
+
+
+def _one_step_moves_only_seen_rows(layer, A, B, ids, V, seed) -> None:
+    """Two SGD steps on a loss of ``layer(ids)``: the first may change only the rows of ΔW of the ids in the batch
+    (fine-tuning the table itself changes only the rows it looked up); over both, gradients reach A and B."""
+    target = torch.randn(*ids.shape, B.shape[0], generator=torch.Generator().manual_seed(seed + 3), dtype=A.dtype)
+    moved = {}
+    for step in (1, 2):
+        A.grad = B.grad = None
+        (layer(ids) * target).sum().backward()
+        for name, p in (("lora_A", A), ("lora_B", B)):
+            if p.grad is None:
+                fail(f"no gradient reached {name}: compute the update from the parameters themselves.")
+            moved[name] = moved.get(name, False) or bool(p.grad.abs().sum() > 0)
+        with torch.no_grad():
+            A -= 0.1 * A.grad
+            B -= 0.1 * B.grad
+        if step == 1:
+            with torch.no_grad():
+                delta = layer.delta_weight()
+            seen = torch.zeros(V, dtype=torch.bool)
+            seen[ids.reshape(-1)] = True
+            changed = delta.abs().sum(dim=1) > 0
+            if bool(changed[~seen].any()):
+                token = int(torch.nonzero(changed & ~seen)[0])
                 fail(
-                    f"your update is scaled by {name} = {factor:g}; LoRA scales ΔW = B A by alpha / r = {s:g} "
-                    "(PEFT's lora_alpha / r), so that changing r does not change how large the update starts out."
+                    f"one SGD step on ids {sorted(set(ids.reshape(-1).tolist()))} changed the row of ΔW of token "
+                    f"{token}, which was not in the batch: fine-tuning the table itself changes only the rows it "
+                    "looked up. Which factor of ΔW = (B A)ᵀ does every row share, and which has a part per token? "
+                    "Start that one at zero."
                 )
-        if torch.allclose(y - base(x), torch.zeros_like(y), atol=1e-7):
-            fail("your forward returns the base layer's output only: add the adapter's (alpha / r) · (x @ A.T) @ B.T.")
-        if torch.allclose(y, (unscaled - base(x)) * s, rtol=1e-5, atol=1e-6):
-            fail("your forward returns only the update: add the base layer's output, base_layer(x).")
-        fail(
-            f"with B ≠ 0 your output differs from base(x) + (alpha / r)·(x @ A.T) @ B.T "
-            f"(max error {float((y - want).abs().max()):.3g})."
-        )
-    delta = getattr(layer, "delta_weight", None)
-    if delta is None:
-        fail("your layer has no delta_weight() method: it returns the dense ΔW = (alpha / r) · B A, (d_out, d_in).")
-    with torch.no_grad():
-        got = delta()
-    if tuple(got.shape) != (d_out, d_in):
-        fail(f"delta_weight() has shape {tuple(got.shape)}; ΔW is (d_out, d_in) = ({d_out}, {d_in}).")
-    if not torch.allclose(got, s * (B.detach() @ A.detach()), rtol=1e-5, atol=1e-6):
-        fail("delta_weight() is not (alpha / r) · B A: merging it into W would not reproduce your forward.")
-    y = layer(x)
-    y.square().sum().backward()
-    if A.grad is None or B.grad is None or not (A.grad.abs().sum() > 0 and B.grad.abs().sum() > 0):
-        fail("no gradient reached lora_A and lora_B: compute the update from the parameters themselves.")
+            if not bool(changed[seen].all()):
+                fail("one SGD step left the rows of ΔW of the ids in the batch unchanged: no gradient reached the "
+                     "factor that starts at zero. Compute the update from the parameters themselves.")  # fmt: skip
+    if not (moved["lora_A"] and moved["lora_B"]):
+        fail("over two SGD steps no gradient reached lora_A or lora_B: both factors must learn.")
+
+
+def _check_embedding_formula(layer, A, B, base, ids, V, E, r, alpha, seed, dtype) -> None:
+    generator = torch.Generator().manual_seed(seed + 2)
+    s = alpha / r
+    with torch.no_grad():  # values for both factors, so that the update and any transpose show
+        A.copy_(torch.randn(r, V, generator=generator, dtype=dtype))
+        B.copy_(torch.randn(E, r, generator=generator, dtype=dtype))
+        looked_up = A.T[ids]  # Aᵀ[ids] = one_hot(ids) Aᵀ
+        for case in (ids, ids.reshape(-1)[:5]):
+            y = layer(case)
+            looked = A.T[case]
+            if tuple(y.shape) != (*case.shape, E):
+                fail(f"for ids of shape {tuple(case.shape)} your layer returns {tuple(y.shape)}, not "
+                     f"{(*case.shape, E)}: one embedding per id, whatever the leading shape.")  # fmt: skip
+            want = base(case) + s * (looked @ B.T)
+            if torch.allclose(y, want, rtol=1e-5, atol=1e-6):
+                continue
+            for factor, name in ((1.0, "no scale"), (alpha, "alpha"), (r / alpha, "r / alpha"), (1 / r, "1 / r"),
+                                 (alpha / math.sqrt(r), "alpha / √r (rsLoRA)")):  # fmt: skip
+                if factor != s and torch.allclose(y, base(case) + factor * (looked @ B.T), rtol=1e-5, atol=1e-6):
+                    fail(f"your update is scaled by {name} = {factor:g}; LoRA scales ΔW by alpha / r = {s:g}, as in "
+                         "section 2.")  # fmt: skip
+            if torch.allclose(y, base(case), rtol=1e-5, atol=1e-6):
+                fail("your forward returns the base embedding only: add the adapter's update.")
+            if torch.allclose(y, s * (looked @ B.T), rtol=1e-5, atol=1e-6):
+                fail("your forward returns only the update: add the base layer's output, base_layer(ids).")
+            fail(
+                f"with A and B ≠ 0 your output differs from base(ids) + (alpha / r)·(x Aᵀ) Bᵀ for one-hot x "
+                f"(max error {float((y - want).abs().max()):.3g})."
+            )
+        got = layer.delta_weight()
+        merged = torch.nn.functional.embedding(ids, base.weight + got)
+    if not torch.allclose(got, s * (B @ A).T, rtol=1e-5, atol=1e-6):
+        fail("delta_weight() is not the ΔW of your forward: base_layer.weight + delta_weight(), used as the table, "
+             "must give what your layer computes.")  # fmt: skip
+    if not torch.allclose(merged, base(ids) + s * (looked_up @ B.T), rtol=1e-5, atol=1e-6):
+        fail("the merged table base_layer.weight + delta_weight() does not reproduce your forward.")
 
 
 # ------------------------------------------------------------------ counting and choosing b
@@ -172,36 +264,87 @@ def _forbid(*paths: str, why: str) -> dict[str, str]:
     return out
 
 
+def _numbers_in(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\d+", text.replace(",", ""))}
+
+
+def _layer_named(err: Exception, shapes: list, b: int) -> None:
+    """The ValueError must say which layer ``b`` does not divide: that layer's d_out and d_in, and no dimension
+    that only the layers ``b`` divides have (a message listing every layer does not say which)."""
+    bad = [(o, i) for o, i in shapes if o % b or i % b]
+    said = _numbers_in(str(err))
+    good_only = {d for o, i in shapes if not (o % b or i % b) for d in (o, i)} - {d for o, i in bad for d in (o, i)}
+    if not any({o, i} <= said for o, i in bad):
+        fail(
+            f"your ValueError says {str(err)!r}: say which layer b = {b} does not divide, with its shape "
+            f"(here {bad[0]}), so that the user knows what to change."
+        )
+    if said & good_only:
+        fail(
+            f"your ValueError says {str(err)!r}, which names {sorted(said & good_only)[0]}, a dimension of a layer "
+            f"that b = {b} divides: name only the layer that b does not divide."
+        )
+
+
 @guarded
-def check_same_budget_rank(fn, d_out: int, d_in: int, b: int) -> None:
-    """Exercise: ``fn(d_out, d_in, b)`` = the largest LoRA rank ``r`` with no more parameters than C3A at ``b``,
-    from the formulas (``lora_rank_for_budget`` raises while ``fn`` runs)."""
+def check_same_budget_rank(fn, shapes, b: int) -> None:
+    """Exercise 03.3: ``fn(shapes, b)`` = the largest single LoRA rank ``r`` whose total parameter count over the
+    layers ``shapes`` (``(d_out, d_in)`` each) is not larger than C3A's total at block size ``b``; a ``ValueError``
+    naming the layer when ``b`` does not divide one (``lora_rank_for_budget`` raises while ``fn`` runs)."""
+    shapes = [tuple(int(d) for d in shape) for shape in shapes]
     rules = _forbid(
-        "lora_rank_for_budget", why="it is this exercise's answer; compute r from the two parameter counts."
+        "lora_rank_for_budget",
+        why="it answers for one layer; the budget here is the model's: compute r from the two totals.",
     )
-    r = by_the_method(fn, (d_out, d_in, b), forbidden=rules)
+    bad = [(o, i) for o, i in shapes if o % b or i % b]
+    try:
+        r = by_the_method(fn, (list(shapes), b), forbidden=rules)
+    except ValueError as err:
+        if not bad:
+            fail(f"your function raised ValueError({str(err)!r}), but b = {b} divides every layer of {shapes}.")
+        _layer_named(err, shapes, b)
+        ok(f"b = {b} does not divide {bad[0]}, and your ValueError says so: {err}")
+        return
+    if bad:
+        fail(
+            f"your function returned {r!r}, but b = {b} does not divide the layer {bad[0]}: C3A cannot cut it into "
+            "b × b blocks, so there is no budget to match. Raise a ValueError that says which layer."
+        )
     if isinstance(r, float) and r.is_integer():
         r = int(r)
     if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
         fail(f"r = {r!r} is not a whole number: a rank is an integer; round *down* (int(...) or //).")
-    budget = c3a_parameter_count(d_out, d_in, b)
-    want = budget // (d_in + d_out)
+    budget = sum(c3a_parameter_count(o, i, b) for o, i in shapes)
+    per_rank = sum(o + i for o, i in shapes)  # LoRA's cost of one unit of rank, over every layer
+    want = budget // per_rank
     if r == want:
-        ok(f"C3A costs d_out·d_in/b = {budget:,}; LoRA r = {r} costs r·(d_in + d_out) = {r * (d_in + d_out):,}.")
+        ok(f"C3A costs Σ d_out·d_in/b = {budget:,}; LoRA r = {r} costs r·Σ(d_in + d_out) = {r * per_rank:,}.")
         return
-    if r in (budget // d_in, budget // d_out):
+    per_layer = [c3a_parameter_count(o, i, b) // (o + i) for o, i in shapes]
+    if r == sum(per_layer) and len(shapes) > 1:
         fail(
-            f"r = {r} counts only one LoRA factor. LoRA stores B (d_out × r) and A (r × d_in): how many numbers "
-            "is that for a given r?"
+            f"r = {r} adds up one rank per layer ({per_layer}). LoRA uses one rank r in every layer, so it costs "
+            "r·(d_in + d_out) in each: compare the total over the layers with C3A's total."
+        )
+    if r in (budget // sum(i for _, i in shapes), budget // sum(o for o, _ in shapes)):
+        fail(
+            f"r = {r} counts only one LoRA factor. LoRA stores B (d_out × r) and A (r × d_in) in each layer: how "
+            "many numbers is that for a given r?"
         )
     if r > want:
         fail(
-            f"r = {r} costs {lora_parameter_count(d_out, d_in, r):,} parameters, more than C3A's {budget:,} "
-            "(d_out·d_in/b). Round down, not to the nearest."
+            f"r = {r} costs {r * per_rank:,} parameters over the layers, more than C3A's {budget:,} "
+            "(Σ d_out·d_in/b). Round down, not to the nearest."
+        )
+    if len(shapes) > 1 and len(set(per_layer)) > 1 and min(per_layer) <= r:
+        fail(
+            f"r = {r} fits the budget, but a larger rank does too ({want} costs {want * per_rank:,} of C3A's "
+            f"{budget:,}). Each layer alone would allow {sorted(set(per_layer))}: did you round per layer and then "
+            "combine? Round once, after adding up the totals."
         )
     fail(
         f"r = {r} fits the budget of {budget:,} but a larger rank does too: take the largest r with "
-        "r·(d_in + d_out) ≤ d_out·d_in/b."
+        "r·Σ(d_in + d_out) ≤ Σ d_out·d_in/b."
     )
 
 
