@@ -114,6 +114,10 @@ def choose_path(device: torch.device | str, dtype: torch.dtype, shape, tokens: i
     estimates = {path: estimate_ms(path, device_type, dtype, shape, tokens) for path in ("fft", "dense")}
     path = "dense" if estimates["dense"] <= estimates["fft"] else "fft"
     m, n, b = shape
+    if torch.compiler.is_compiling():
+        # Under torch.compile with dynamic shapes the token count and estimates are symbolic and cannot be formatted
+        # as numbers; nothing reads the reason there (explain_path, called eagerly, gives it in full).
+        return PathChoice(path, f"{model} cost model (path_choice.{model}), traced by torch.compile: {path}", estimates)
     reason = (
         f"{model} cost model (path_choice.{model}), {tokens} tokens through {m * b}x{n * b} at b={b}, "
         f"{str(dtype).replace('torch.', '')}: estimated fft {estimates['fft']:.3g} ms, dense "

@@ -69,3 +69,15 @@ def test_every_estimate_grows_with_the_token_count():
             costs = [path_choice.estimate_ms(path, device, torch.float32, (8, 8, 128), n) for n in (1, 2**10, 2**17)]
             assert costs[0] <= costs[1] < costs[2]
     assert block_circulant_matmul(torch.randn(0, 8), torch.randn(2, 2, 4)).shape == (0, 8)
+
+
+def test_auto_path_traces_under_torch_compile_with_dynamic_shapes():
+    # The reason string once formatted symbolic token counts as numbers: dynamo failed with "Unknown format code 'g'"
+    # as soon as a second batch length made the shapes dynamic (CI, after other tests had compiled the layer).
+    from c3a_tutorial.c3a.block_circulant import block_circulant_matmul
+
+    kernel = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
+    compiled = torch.compile(lambda x: block_circulant_matmul(x, kernel), backend="aot_eager", dynamic=True)
+    for tokens in (5, 7):
+        x = torch.randn(tokens, 8, dtype=torch.float64)
+        torch.testing.assert_close(compiled(x), block_circulant_matmul(x, kernel))
