@@ -190,6 +190,10 @@ BAD_INPUTS = [  # (id, argv from the temporary folder, what the one-line error m
     ("export-peft-not-empty", lambda t: ["--export-peft", _directory(t, "peft", True)], "peft already exists"),
     ("export-peft-under-file", lambda t: ["--export-peft", _under_a_file(t, "peft")], "is a file, not a directory"),
     ("export-peft-unwritable", lambda t: ["--export-peft", _unwritable(t, "peft")], "is not writable"),
+    ("cuda-graphs-on-cpu", lambda t: ["--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),
+    ("compile-backend-foo", lambda t: ["--compile", "--compile-backend", "foo"], "invalid choice: 'foo'"),
+    ("cuda-graphs-aot-eager", lambda t: ["--cuda-graphs", "--compile-backend", "aot_eager"],
+     "an Inductor mode"),
     ("two-outputs-one-path", lambda t: ["--output", str(t / "x"), "--save-adapter", str(t / "x")],
      "is also --output's path"),
 ]  # fmt: skip
