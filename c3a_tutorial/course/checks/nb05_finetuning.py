@@ -72,6 +72,18 @@ def _close(a: float, b: float) -> bool:
 
 
 @guarded
+def _learner_call(fn, args, rules, name: str, where: str):
+    """``fn(*args)`` under the exercise's method rules; a crash in the learner's code becomes a one-line hint."""
+    try:
+        return by_the_method(fn, args, forbidden=rules)
+    except ExerciseError:
+        raise
+    except NotImplementedError:
+        fail_wrapped(f"{name} is not written yet (it raises NotImplementedError).")
+    except Exception as err:  # noqa: BLE001 - the learner's code; say where it broke
+        fail_wrapped(f"{where} your function raised {type(err).__name__}: {err}")
+
+
 def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: float = 3e-3) -> None:
     """Exercise 05.1: ``fn(model, lr, head_lr)`` returns AdamW parameter groups: every trainable parameter
     outside the head at ``lr`` with ``eps = 1e-8 × s`` (``s`` the adapters' ΔW scale, 1 without adapters),
@@ -79,14 +91,7 @@ def check_optimizer_groups(fn, hidden: bool = False, lr: float = 3.0, head_lr: f
     for label, method, width, nested, kwargs in HIDDEN_CASES if hidden else VISIBLE_CASES:
         model, scale = _case(method, width, nested, **kwargs)
         where = f"For {label}:"
-        try:
-            groups = by_the_method(fn, (model, lr, head_lr), forbidden=GROUP_RULES)
-        except ExerciseError:
-            raise
-        except NotImplementedError:
-            fail_wrapped("optimizer_groups is not written yet (it raises NotImplementedError).")
-        except Exception as err:  # noqa: BLE001 - the learner's code; say where it broke
-            fail_wrapped(f"{where} your function raised {type(err).__name__}: {err}")
+        groups = _learner_call(fn, (model, lr, head_lr), GROUP_RULES, "optimizer_groups", where)
         if groups is None:
             fail_wrapped("optimizer_groups returned None: did it end with `return` and the list of groups?")
         if isinstance(groups, torch.optim.Optimizer):
@@ -270,14 +275,7 @@ def check_c3a_energy_rank(fn, hidden: bool = False) -> None:
         spectra = np.fft.fft(kernel, axis=-1)
         m, n, b = kernel.shape
         half = [f for f in range(b) if f <= b - f]  # one frequency of each conjugate pair {f, b − f}
-        try:
-            got = by_the_method(fn, (kernel.copy(), fraction), forbidden=ENERGY_RULES)
-        except ExerciseError:
-            raise
-        except NotImplementedError:
-            fail_wrapped("c3a_energy_rank is not written yet (it raises NotImplementedError).")
-        except Exception as err:  # noqa: BLE001 - the learner's code; say where it broke
-            fail_wrapped(f"{where} your function raised {type(err).__name__}: {err}")
+        got = _learner_call(fn, (kernel.copy(), fraction), ENERGY_RULES, "c3a_energy_rank", where)
         got = _as_rank(got, where)
         if got == want:
             continue
