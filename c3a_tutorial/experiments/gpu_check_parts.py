@@ -464,7 +464,13 @@ def part_compile(part: Part) -> None:
             config = FinetuneConfig(method=method, model=model, lr=DEFAULT_LR[method], seed=0, device=part.device.type,
                                     progress=False, **{_size_field(method): size}, **common, **flags)  # fmt: skip
             started = time.time()
-            log = train(set_up(config, data))
+            try:
+                log = train(set_up(config, data))
+            except Exception as err:  # noqa: BLE001 - one option failing (a compile error) must not hide the others
+                traceback.print_exc()
+                rows.append({"run": name, "status": "failed", "error": f"{type(err).__name__}: {str(err)[:400]}"})
+                part.save()
+                continue
             times = log.step_times[warmup:]
             rows.append({"run": name, "method": method, "size": size, "option": option, "status": "ok",
                          "step": _summary([t * 1e3 for t in times]),
@@ -480,11 +486,17 @@ def part_compile(part: Part) -> None:
             row["max_loss_difference_vs_eager"] = max(
                 abs(a - b) for a, b in zip(row["losses"], base["losses"], strict=True)
             )
+    failed = [f"{r['run']}: {r['error']}" for r in rows if r["status"] == "failed"]
+    if failed:  # the part's status says so; the rows that ran are kept
+        part.result.update(status="failed", error="; ".join(failed)[:600])
     part.result["note"] = "; ".join(
-        f"{r['run']} {r['step']['median_ms']:.2f} ms"
-        + (f" (eager/this {r['eager_over_option']:.2f})" if "eager_over_option" in r else "")  # fmt: skip
-        for r in rows
-        if r["status"] == "ok"
+        [f"failed: {f}"[:200] for f in failed]
+        + [
+            f"{r['run']} {r['step']['median_ms']:.2f} ms"
+            + (f" (eager/this {r['eager_over_option']:.2f})" if "eager_over_option" in r else "")
+            for r in rows
+            if r["status"] == "ok"
+        ]
     )
 
 

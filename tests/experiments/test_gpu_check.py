@@ -136,6 +136,25 @@ def test_compile_part_times_each_option_on_a_tiny_model(tmp_path, tiny_dir):
     assert "c3a block_size=8 compile" in result["note"]
 
 
+def test_compile_part_keeps_the_other_runs_when_one_option_fails(tmp_path, tiny_dir, monkeypatch):
+    from c3a_tutorial.experiments import train
+
+    def train_or_fail(run):
+        if run.config.compile:
+            raise RuntimeError("no kernel for this op")
+        return real_train(run)
+
+    real_train = train.train
+    monkeypatch.setattr(train, "train", train_or_fail)
+    result = _child("compile", tmp_path, model=str(tiny_dir))
+    status = {r["run"]: r["status"] for r in result["rows"]}
+    assert status == {"c3a block_size=8 eager": "ok", "lora rank=2 eager": "ok", "c3a block_size=8 cuda-graphs":
+                      "skipped", "lora rank=2 cuda-graphs": "skipped", "c3a block_size=8 compile": "failed",
+                      "lora rank=2 compile": "failed"}  # fmt: skip
+    assert result["status"] == "failed" and "no kernel for this op" in result["error"]
+    assert result["note"].startswith("failed: c3a block_size=8 compile: RuntimeError")
+
+
 def test_sweep_part_on_a_tiny_model(tmp_path, tiny_dir):
     sweep = _child("sweep", tmp_path, model=str(tiny_dir))
     assert sorted(r["method"] for r in sweep["runs"]) == ["c3a", "lora"]
