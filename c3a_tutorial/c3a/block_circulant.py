@@ -201,13 +201,55 @@ def _openmp() -> bool:
     return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
-_LOAD_SECONDS = 1.0  # how long a reading of the load is reused (one read costs a few microseconds)
+_RUNNABLE_SECONDS = 0.2  # how long a count of runnable tasks is reused (one count reads a few /proc files)
+_RUNNABLE_HORIZON = 3.0  # seconds over which the counts are averaged (one count is a snapshot)
+_LOAD_SECONDS = 1.0  # how long a reading of the load average is reused, where there is no /proc
 _load = {"wall": None, "cpu": 0.0, "own": 0.0, "others": 0.0}  # the last reading, and this process's share
 
 
+def _runnable_others(proc: str = "/proc") -> int | None:
+    """Runnable tasks of other processes now (Linux): the kernel's count of runnable tasks (``/proc/loadavg``'s
+    fourth field, ``runnable/all``) less this process's threads in state R. ``None`` where ``/proc`` does not say."""
+    try:
+        with open(os.path.join(proc, "loadavg")) as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+        own = 0
+        tasks = os.path.join(proc, "self", "task")
+        for task in os.listdir(tasks):
+            try:
+                with open(os.path.join(tasks, task, "stat")) as f:
+                    own += f.read().rpartition(")")[2].split()[0] == "R"  # the name in (...) may hold spaces
+            except (OSError, IndexError):  # a thread that ended meanwhile
+                continue
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, runnable - own)
+
+
 def _others_load() -> float:
+    """How many cores other work keeps busy now: the runnable tasks of other processes, averaged over the last
+    ``_RUNNABLE_HORIZON`` seconds (``_runnable_others``); where there is no ``/proc``, the 1-minute load average less
+    this process's own part of it (``_loadavg_others``).
+
+    The load average alone misled: it follows the last minute, so a benchmark or a test started right after another
+    process ended saw that process's load as others' (measured: the 2-thread benchmark ran the busy machine's choice
+    on a quiet machine, README_bench.md, "Threads that help")."""
+    wall = time.monotonic()
+    last = _load["wall"]
+    if last is not None and wall - last <= _RUNNABLE_SECONDS:
+        return _load["others"]
+    count = _runnable_others()
+    if count is None:
+        return _loadavg_others()
+    keep = 0.0 if last is None else math.exp(-(wall - last) / _RUNNABLE_HORIZON)
+    _load.update(wall=wall, others=keep * _load["others"] + (1 - keep) * count)
+    return _load["others"]
+
+
+def _loadavg_others() -> float:
     """The 1-minute load average less this process's own part of it: its CPU time per second, averaged over the same
-    minute (the operator's own threads must not make the machine look busy to itself)."""
+    minute (the operator's own threads must not make the machine look busy to itself). For systems without
+    ``/proc``."""
     wall, cpu = time.monotonic(), time.process_time()
     last = _load["wall"]
     if last is None or wall - last > _LOAD_SECONDS:
@@ -241,11 +283,17 @@ def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = Tr
     """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``; at most
     ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one."""
     rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
-    share = _share_chunks(choices_for(device).threads, torch.get_num_threads())
-    threads = min(torch.get_num_threads(), _MAX_WORKERS) if parallel and share and _openmp() else 1
+    chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
+    torch_threads = torch.get_num_threads()
+    if device.type != "cpu" or torch.compiler.is_compiling():
+        # Off a CPU torch's thread count means nothing; under torch.compile the thread count stays as it is (the
+        # calls that read the load and set threads are not traceable).
+        return _Plan(rows, chunks, 1)
+    share = _share_chunks(choices_for(device).threads, torch_threads)
+    threads = min(torch_threads, _MAX_WORKERS) if parallel and share and _openmp() else 1
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
-    chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
+        chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
     return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
 
 

@@ -1,6 +1,11 @@
 """The FFT path's per-device choices (chunks, threads, GEMM form, output copy): each combination, on the CPU, equal to
 the dense product in float64, and the thread sharing leaves torch's settings as it found them."""
 
+import math
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -89,12 +94,12 @@ def test_the_load_reading_subtracts_this_processs_own_work(monkeypatch):
     monkeypatch.setattr(bc.time, "process_time", lambda: clock["cpu"])
     monkeypatch.setattr(bc.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
     monkeypatch.setattr(bc, "_load", {"wall": None, "cpu": 0.0, "own": 2.0, "others": 0.0})
-    assert bc._others_load() == 0.0  # this process ran two threads flat out for the last minute: nobody else
+    assert bc._loadavg_others() == 0.0  # this process ran two threads flat out for the last minute: nobody else
     clock["wall"] += 0.5  # within _LOAD_SECONDS: the reading is reused
     monkeypatch.setattr(bc.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
-    assert bc._others_load() == 0.0
+    assert bc._loadavg_others() == 0.0
     clock["wall"] += 600.0  # ten idle minutes later (no CPU time of ours), load 5: five others
-    assert bc._others_load() == pytest.approx(5.0, abs=1e-3)
+    assert bc._loadavg_others() == pytest.approx(5.0, abs=1e-3)
 
 
 def test_plan_shares_chunks_among_threads_only_where_asked(monkeypatch, two_threads):
@@ -155,3 +160,52 @@ def test_a_failing_worker_raises_and_restores_the_thread_count(two_threads):
     assert torch.get_num_threads() == 2
     assert sorted(c for chunks, _, _ in seen for c in chunks) == plan.chunks
     assert all(threads == 1 and not grad for _, threads, grad in seen)  # single-threaded, never recorded
+
+
+def _fake_proc(root, runnable: int, states: dict) -> str:
+    (root / "loadavg").write_text(f"0.93 0.81 0.77 {runnable}/312 40321\n")
+    for tid, (name, state) in states.items():
+        (root / "self" / "task" / str(tid)).mkdir(parents=True)
+        (root / "self" / "task" / str(tid) / "stat").write_text(f"{tid} ({name}) {state} 1 {tid} {tid} 0 -1 4194560\n")
+    return str(root)
+
+
+def test_others_are_the_runnable_tasks_less_this_processs_own(tmp_path):
+    """Five runnable tasks, two of them threads of this process (one named with a space and parentheses, as thread
+    names may be): three others. Sleeping threads of ours count for nothing."""
+    states = {101: ("python", "R"), 102: ("c3a (chunks) 0", "R"), 103: ("pt_main thread", "S"), 104: ("tqdm", "D")}
+    assert bc._runnable_others(_fake_proc(tmp_path, 5, states)) == 3
+    assert bc._runnable_others(str(tmp_path / "nowhere")) is None  # no /proc: the caller falls back to the load
+
+
+def test_a_busy_machine_counts_its_spinning_processes():
+    """Two other processes that spin while the reading is taken are two runnable others (runnable counts them
+    whether or not they hold a core at that moment), however busy the machine is otherwise."""
+    if bc._runnable_others() is None:
+        pytest.skip("no /proc on this system: the load average is used instead")
+    spin = [sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"]
+    children = [subprocess.Popen(spin) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        assert max(bc._runnable_others() for _ in range(5)) >= 2
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+def test_the_count_is_averaged_over_a_few_seconds_and_starts_at_the_first_reading(monkeypatch):
+    """The 1-minute load average showed a process that had just ended as others' for a minute (a benchmark started
+    after another ran the busy machine's choice on a quiet machine); the runnable count follows within seconds."""
+    clock = {"wall": 1000.0}
+    counts = iter([4, 0, 0])
+    monkeypatch.setattr(bc.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(bc, "_runnable_others", lambda: next(counts))
+    monkeypatch.setattr(bc, "_load", {"wall": None, "cpu": 0.0, "own": 0.0, "others": 0.0})
+    assert bc._others_load() == 4.0  # the first reading stands alone
+    clock["wall"] += 0.1  # within _RUNNABLE_SECONDS: reused, not read again
+    assert bc._others_load() == 4.0
+    clock["wall"] += bc._RUNNABLE_HORIZON  # one horizon later, nobody runnable: the average falls by e
+    assert bc._others_load() == pytest.approx(4.0 * math.exp(-(bc._RUNNABLE_HORIZON + 0.1) / bc._RUNNABLE_HORIZON))
+    clock["wall"] += 10 * bc._RUNNABLE_HORIZON
+    assert bc._others_load() < 0.01 and not bc._busy(1)  # one thread of ours: a core to spare on any machine
