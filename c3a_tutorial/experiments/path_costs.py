@@ -89,20 +89,32 @@ def measure(cells=DEFAULT_CELLS, tokens=DEFAULT_TOKENS, device="cpu", dtype=torc
 def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> dict:
     from ..c3a import block_circulant as bc
 
-    variants = {"shared chunks": bc.SHARED_CHUNKS_CHOICES, "intra-op": bc.INTRA_OP_CHOICES, "default": bc.CPU_CHOICES}
+    variants = {
+        "shared chunks": bc.SHARED_CHUNKS_CHOICES,
+        "intra-op": bc.INTRA_OP_CHOICES,
+        "idle cores": bc.IDLE_CORES_CHOICES,
+        "default": bc.CPU_CHOICES,
+        "intra-op, 1 thread": bc.INTRA_OP_CHOICES,  # the same, with torch at one thread for the step: the baseline
+    }
     kernel = torch.randn(d_out // b, d_in // b, b, requires_grad=True)
     x = torch.randn(n, d_in, requires_grad=True)
     grad = torch.randn(n, d_out)
     a, lora_b = torch.randn(8, d_in, requires_grad=True), torch.randn(d_out, 8, requires_grad=True)
 
     def step(name):
-        if name == "lora-r8 adapter":
-            torch.autograd.grad((x @ a.T) @ lora_b.T, (x, a, lora_b), grad)
-            return
-        with bc.use_choices("cpu", variants[name]):
-            torch.autograd.grad(block_circulant_matmul(x, kernel, path="fft", scale=1.0 / d_in), (x, kernel), grad)
+        threads = torch.get_num_threads()
+        if name.endswith(", 1 thread"):
+            torch.set_num_threads(1)
+        try:
+            if name.startswith("lora-r8 adapter"):
+                torch.autograd.grad((x @ a.T) @ lora_b.T, (x, a, lora_b), grad)
+                return
+            with bc.use_choices("cpu", variants[name]):
+                torch.autograd.grad(block_circulant_matmul(x, kernel, path="fft", scale=1.0 / d_in), (x, kernel), grad)
+        finally:
+            torch.set_num_threads(threads)
 
-    times = {name: [] for name in ("lora-r8 adapter", *variants)}
+    times = {name: [] for name in ("lora-r8 adapter", "lora-r8 adapter, 1 thread", *variants)}
     load = os.getloadavg()[0]
     for round_ in range(rounds + 1):
         for name in times:
@@ -120,8 +132,9 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
 
 
 def time_thread_choices(cells=DEFAULT_CELLS[:3], tokens=(4096, 2048, 2048), rounds=7) -> list[dict]:
-    """The FFT path's CPU thread choices (shared chunks, intra-op threads, the load-based default) and LoRA r=8's
-    adapter, forward + backward with both gradients, interleaved, wall clock, at torch's current thread count."""
+    """The FFT path's CPU thread choices (shared chunks, intra-op threads, intra-op on the idle cores, the default) and
+    LoRA r=8's adapter, forward + backward with both gradients, interleaved, wall clock, at torch's current thread
+    count; the operator and LoRA also at one thread in the same rounds (does the extra thread help?)."""
     return [_thread_choice_row(*cell, n, rounds) for cell, n in zip(cells, tokens, strict=True)]
 
 
