@@ -206,7 +206,7 @@ def _openmp() -> bool:
 
 
 _RUNNABLE_SECONDS = 0.2  # how long a count of runnable tasks is reused (one count reads a few /proc files)
-_RUNNABLE_HORIZON = 3.0  # seconds over which the counts are averaged (one count is a snapshot)
+_RUNNABLE_WEIGHT = 0.2  # each count's weight in the running average (see _others_load)
 _LOAD_SECONDS = 1.0  # how long a reading of the load average is reused, where there is no /proc
 _load = {"wall": None, "cpu": 0.0, "own": 0.0, "others": 0.0}  # the last reading, and this process's share
 
@@ -231,13 +231,15 @@ def _runnable_others(proc: str = "/proc") -> int | None:
 
 
 def _others_load() -> float:
-    """How many cores other work keeps busy now: the runnable tasks of other processes, averaged over the last
-    ``_RUNNABLE_HORIZON`` seconds (``_runnable_others``); where there is no ``/proc``, the 1-minute load average less
-    this process's own part of it (``_loadavg_others``).
+    """How many cores other work keeps busy now: the runnable tasks of other processes (``_runnable_others``), a
+    running average of counts taken at most every ``_RUNNABLE_SECONDS``; where there is no ``/proc``, the 1-minute
+    load average less this process's own part of it (``_loadavg_others``).
 
-    The load average alone misled: it follows the last minute, so a benchmark or a test started right after another
-    process ended saw that process's load as others' (measured: the 2-thread benchmark ran the busy machine's choice
-    on a quiet machine, README_bench.md, "Threads that help")."""
+    The average starts at 0 and gives each count the weight ``_RUNNABLE_WEIGHT``, so one snapshot that catches a
+    passing task (the previous process of a benchmark loop, still exiting) never makes a quiet machine look busy,
+    while a busy one (two or more others) is seen within one or two counts. The load average alone misled: it
+    follows the last minute, so a benchmark started right after another saw that one's load as others'
+    (README_bench.md, "Threads that help")."""
     wall = time.monotonic()
     last = _load["wall"]
     if last is not None and wall - last <= _RUNNABLE_SECONDS:
@@ -245,8 +247,7 @@ def _others_load() -> float:
     count = _runnable_others()
     if count is None:
         return _loadavg_others()
-    keep = 0.0 if last is None else math.exp(-(wall - last) / _RUNNABLE_HORIZON)
-    _load.update(wall=wall, others=keep * _load["others"] + (1 - keep) * count)
+    _load.update(wall=wall, others=(1 - _RUNNABLE_WEIGHT) * _load["others"] + _RUNNABLE_WEIGHT * count)
     return _load["others"]
 
 
