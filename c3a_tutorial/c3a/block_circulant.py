@@ -142,9 +142,7 @@ class Choices(NamedTuple):
     equal to the reference in float64); they differ in speed only, and which is faster depends on the device."""
 
     chunks: bool  # tokens in cache-sized chunks (CPU caches); False: all tokens at once
-    # True: chunks shared among Python threads (_run); False: torch's intra-op threads; "when busy": shared while
-    # others' load leaves no idle core; "idle cores": intra-op threads, at most as many as others leave idle cores
-    threads: bool | str
+    threads: bool | str  # True: chunks shared among Python threads (_run); False: torch's intra-op threads; "when busy"
     narrow_transposed: bool  # GEMMs with fewer than _NARROW output blocks computed transposed (an MKL weakness)
     copy_output: bool  # irfft, then a copy into a preallocated output; False: the irfft's result is the output
 
@@ -155,7 +153,6 @@ class Choices(NamedTuple):
 # shares the chunks only while others' load leaves no idle core for its threads (_busy).
 CPU_CHOICES = Choices(chunks=True, threads="when busy", narrow_transposed=True, copy_output=True)
 SHARED_CHUNKS_CHOICES = CPU_CHOICES._replace(threads=True)  # the CPU's choices before issue #28
-IDLE_CORES_CHOICES = CPU_CHOICES._replace(threads="idle cores")
 INTRA_OP_CHOICES = CPU_CHOICES._replace(threads=False)  # torch's own threads, whatever the load
 # On a GPU there is no cache to fit and every chunk costs kernel launches, torch's thread count means nothing,
 # cuBLAS has no measured weakness for narrow outputs (the transposed form costs a 4-D permuting copy there), and
@@ -196,7 +193,6 @@ class _Plan(NamedTuple):
     rows: int  # tokens per chunk
     chunks: list[tuple[int, int]]  # (start, stop) of every chunk
     threads: int  # workers that share the chunks (1: this thread does them all)
-    intra_threads: int = 0  # with one worker: torch's threads for the chunks (0: torch's count as it is)
 
 
 @functools.cache
@@ -276,17 +272,12 @@ def _busy(threads: int) -> bool:
     return _others_load() + threads > (os.cpu_count() or 1) + 0.5
 
 
-def _idle_cores() -> int:
-    """Cores that others' load leaves idle now, at least 1 (half a core of others' load is rounded away)."""
-    return max(1, int((os.cpu_count() or 1) - _others_load() + 0.5))
-
-
 def _share_chunks(setting, threads: int) -> bool:
     """``Choices.threads``: True (share the chunks among Python threads), False (torch's intra-op threads) or
     ``"when busy"`` (share only while the machine is busy: see the measurements beside ``CPU_CHOICES``)."""
     if setting == "when busy":
         return threads > 1 and _busy(threads)
-    return setting is True
+    return bool(setting)
 
 
 def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True) -> _Plan:
@@ -304,10 +295,7 @@ def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = Tr
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
         chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
-    threads = max(1, min(threads, len(chunks)))
-    setting = choices_for(device).threads
-    intra = min(torch_threads, _idle_cores()) if setting == "idle cores" and threads == 1 and torch_threads > 1 else 0
-    return _Plan(rows, chunks, threads, intra)
+    return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
 
 
 @functools.cache
@@ -327,17 +315,10 @@ def _run(plan: _Plan, work) -> None:
     ``n`` workers, each running its chunks single-threaded with its own buffers, and the one barrier is the join at
     the end. torch's thread count is process-wide: it is 1 for the duration of the call and restored afterwards.
     """
-    saved = torch.get_num_threads()
     if plan.threads <= 1:
-        if not 0 < plan.intra_threads < saved:
-            work(plan.chunks)
-            return
-        torch.set_num_threads(plan.intra_threads)  # others hold the other cores (_idle_cores): fewer threads here
-        try:
-            work(plan.chunks)
-        finally:
-            torch.set_num_threads(saved)
+        work(plan.chunks)
         return
+    saved = torch.get_num_threads()
     groups = [plan.chunks[i :: plan.threads] for i in range(plan.threads)]
 
     def worker(group):

@@ -92,7 +92,6 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
     variants = {
         "shared chunks": bc.SHARED_CHUNKS_CHOICES,
         "intra-op": bc.INTRA_OP_CHOICES,
-        "idle cores": bc.IDLE_CORES_CHOICES,
         "default": bc.CPU_CHOICES,
         "intra-op, 1 thread": bc.INTRA_OP_CHOICES,  # the same, with torch at one thread for the step: the baseline
     }
@@ -132,9 +131,9 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
 
 
 def time_thread_choices(cells=DEFAULT_CELLS[:3], tokens=(4096, 2048, 2048), rounds=7) -> list[dict]:
-    """The FFT path's CPU thread choices (shared chunks, intra-op threads, intra-op on the idle cores, the default) and
-    LoRA r=8's adapter, forward + backward with both gradients, interleaved, wall clock, at torch's current thread
-    count; the operator and LoRA also at one thread in the same rounds (does the extra thread help?)."""
+    """The FFT path's CPU thread choices (shared chunks, intra-op threads, the default) and LoRA r=8's adapter,
+    forward + backward with both gradients, interleaved, wall clock, at torch's current thread count; the operator
+    and LoRA also at one thread in the same rounds (does the extra thread help?)."""
     return [_thread_choice_row(*cell, n, rounds) for cell, n in zip(cells, tokens, strict=True)]
 
 
