@@ -433,8 +433,11 @@ class CourseRun:
                 nbformat.write(self.students[student][assignment], folder / f"{assignment}.ipynb")
                 paths[(folder / f"{assignment}.ipynb").resolve()] = (student, assignment)
         # In the course directory, so that its nbgrader_config.py applies; kernels on sockets (KERNEL_ON_SOCKETS).
+        # The cell timeout is what a lost kernel reply costs: once in CI (2026-12-08) the kernel and nbgrader both sat
+        # idle, each waiting on the other, for the whole 900 s then allowed, and the run went on after it. 600 s still
+        # leaves these notebooks' slowest cell (seconds on a quiet machine) a wide margin on a busy one.
         result = subprocess.run(
-            [str(NBGRADER), "validate", *map(str, paths), "--Execute.timeout=900", KERNEL_ON_SOCKETS],
+            [str(NBGRADER), "validate", *map(str, paths), "--Execute.timeout=600", KERNEL_ON_SOCKETS],
             cwd=self.course, env={**env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, timeout=6000,
         )  # fmt: skip
