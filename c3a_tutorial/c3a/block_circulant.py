@@ -284,17 +284,13 @@ def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = Tr
     """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``; at most
     ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one."""
     rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
-    chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
-    torch_threads = torch.get_num_threads()
-    if device.type != "cpu" or torch.compiler.is_compiling():
-        # Off a CPU torch's thread count means nothing; under torch.compile the thread count stays as it is (the
-        # calls that read the load and set threads are not traceable).
-        return _Plan(rows, chunks, 1)
-    share = _share_chunks(choices_for(device).threads, torch_threads)
-    threads = min(torch_threads, _MAX_WORKERS) if parallel and share and _openmp() else 1
+    # Under torch.compile nothing is shared: the calls that read the load and set threads are not traceable.
+    parallel = parallel and not torch.compiler.is_compiling()
+    share = parallel and _share_chunks(choices_for(device).threads, torch.get_num_threads())
+    threads = min(torch.get_num_threads(), _MAX_WORKERS) if share and _openmp() else 1
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
-        chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
+    chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
     return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
 
 
