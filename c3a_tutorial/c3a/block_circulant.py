@@ -124,7 +124,9 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 # * With several torch threads, on a quiet machine every op of a chunk runs on torch's own intra-op threads (MKL's
 #   FFTs, BLAS, torch's copies: C++ threads, no Python); chunks shared among Python threads were slower there, each
 #   worker running ~25 Python calls per chunk under one interpreter lock (a voluntary context switch per chunk,
-#   2-3x the minor page faults). On a busy machine the chunks are shared instead (``CPU_CHOICES``, ``_busy``).
+#   2-3x the minor page faults). On a busy machine the chunks are shared instead (``CPU_CHOICES``, ``_busy``). A quiet
+#   machine can make the intra-op threads twice as slow for a while (a state one thread does not feel), so each
+#   kind of call runs on them or on one thread, whichever this process timed faster lately (``_ThreadTimes``).
 # * A GPU makes other choices (``Choices``, ``GPU_CHOICES``): no chunks, no transposed narrow form, no output copy.
 
 _CHUNK_BYTES = 2 << 20  # per chunk: its input and output rows in the compute dtype (see README_bench.md)
@@ -142,7 +144,9 @@ class Choices(NamedTuple):
     equal to the reference in float64); they differ in speed only, and which is faster depends on the device."""
 
     chunks: bool  # tokens in cache-sized chunks (CPU caches); False: all tokens at once
-    threads: bool | str  # True: chunks shared among Python threads (_run); False: torch's intra-op threads; "when busy"
+    # True: chunks shared among Python threads (_run); False: torch's intra-op threads; "timed": shared while the
+    # machine is busy, otherwise intra-op threads or one thread, whichever this process has timed faster (_THREAD_TIMES)
+    threads: bool | str
     narrow_transposed: bool  # GEMMs with fewer than _NARROW output blocks computed transposed (an MKL weakness)
     copy_output: bool  # irfft, then a copy into a preallocated output; False: the irfft's result is the output
 
@@ -150,8 +154,11 @@ class Choices(NamedTuple):
 # Threads on a CPU, measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): on a quiet
 # machine (load 0.5-1.3) torch's intra-op threads took 8-36 % less time than chunks shared among Python threads; on a
 # busy one (load 3-4) they took 3-7x more, every op's barrier waiting for a thread that lost its core. So the CPU
-# shares the chunks only while others' load leaves no idle core for its threads (_busy).
-CPU_CHOICES = Choices(chunks=True, threads="when busy", narrow_transposed=True, copy_output=True)
+# shares the chunks only while others' load leaves no idle core for its threads (_busy). On a quiet machine the
+# intra-op threads were about twice as slow, for tens of seconds at a time, in a state of the machine that nothing in
+# the process sets and one thread does not feel (README_bench.md, "Two states of a quiet machine"): so a quiet call
+# runs on torch's threads or on one thread, whichever was timed faster for calls like it (_ThreadTimes).
+CPU_CHOICES = Choices(chunks=True, threads="timed", narrow_transposed=True, copy_output=True)
 SHARED_CHUNKS_CHOICES = CPU_CHOICES._replace(threads=True)  # the CPU's choices before issue #28
 INTRA_OP_CHOICES = CPU_CHOICES._replace(threads=False)  # torch's own threads, whatever the load
 # On a GPU there is no cache to fit and every chunk costs kernel launches, torch's thread count means nothing,
@@ -193,6 +200,8 @@ class _Plan(NamedTuple):
     rows: int  # tokens per chunk
     chunks: list[tuple[int, int]]  # (start, stop) of every chunk
     threads: int  # workers that share the chunks (1: this thread does them all)
+    one_thread: bool = False  # torch at one thread for the call (chosen by _THREAD_TIMES)
+    timed: tuple | None = None  # the kind of call whose time _run records in _THREAD_TIMES (None: not timed)
 
 
 @functools.cache
@@ -274,24 +283,86 @@ def _busy(threads: int) -> bool:
 
 def _share_chunks(setting, threads: int) -> bool:
     """``Choices.threads``: True (share the chunks among Python threads), False (torch's intra-op threads) or
-    ``"when busy"`` (share only while the machine is busy: see the measurements beside ``CPU_CHOICES``)."""
-    if setting == "when busy":
+    ``"timed"`` (share only while the machine is busy: see the measurements beside ``CPU_CHOICES``)."""
+    if setting == "timed":
         return threads > 1 and _busy(threads)
     return bool(setting)
 
 
-def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True) -> _Plan:
+_RETIME_EVERY = 16  # calls of one kind between two timings of the way not in use
+_TIMED_KINDS = 256  # kinds of call remembered at most (then forgotten all at once)
+
+
+class _ThreadTimes:
+    """For each kind of call (pass, shape, tokens, dtype, threads), which of two ways ran it faster lately: torch's
+    intra-op threads, or one thread (torch set to one thread for the call).
+
+    Measured on a quiet 2-core EPYC, interleaved in one process: the same forward + backward took 22 ms on two
+    intra-op threads and 28 on one, and then, for tens of seconds at a time, 44 on two while one thread and LoRA's
+    GEMMs did not move (README_bench.md, "Two states of a quiet machine"). Nothing in the process chooses that state,
+    so the operator times itself: the first call of a kind is a warm-up, the next two time each way once, then the
+    faster way runs and every ``_RETIME_EVERY``-th call times the other again. Each time is a running mean
+    (``(old + new) / 2``), so a change of state is followed within a few calls. ``thread_timings()`` shows the
+    table."""
+
+    def __init__(self):
+        self.kinds: dict[tuple, dict] = {}
+
+    def choose(self, kind: tuple) -> tuple[bool, bool]:
+        """``(one_thread, timed)`` for the next call of ``kind``: which way it runs, and whether its time counts."""
+        state = self.kinds.get(kind)
+        if state is None:
+            if len(self.kinds) >= _TIMED_KINDS:
+                self.kinds.clear()
+            self.kinds[kind] = {"calls": 1, "intra-op": None, "one thread": None}
+            return False, False  # a warm-up: first-call costs (thread pools, FFT plans) would count against a way
+        state["calls"] += 1
+        intra, one = state["intra-op"], state["one thread"]
+        if intra is None or one is None:
+            return intra is not None, True
+        faster_one = one < intra
+        if state["calls"] % _RETIME_EVERY == 0:
+            return not faster_one, True
+        return faster_one, True
+
+    def record(self, kind: tuple, one_thread: bool, seconds: float) -> None:
+        state = self.kinds.get(kind)
+        if state is not None:
+            way = "one thread" if one_thread else "intra-op"
+            state[way] = seconds if state[way] is None else (state[way] + seconds) / 2
+
+
+_THREAD_TIMES = _ThreadTimes()
+
+
+def thread_timings() -> dict:
+    """The CPU path's timing table: for each kind of call ``(pass, tokens, d_in, d_out, dtype, threads)``, the
+    running mean of its time in seconds on torch's intra-op threads and on one thread (``None``: not timed yet), and
+    its number of calls. Which way a call takes: the faster of the two (see ``_ThreadTimes``)."""
+    return {kind: dict(state) for kind, state in _THREAD_TIMES.kinds.items()}
+
+
+def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = True, pass_name: str = "") -> _Plan:
     """How a pass over ``tokens`` rows is cut into chunks, and how many threads share them (see ``_run``; at most
-    ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one."""
+    ``_MAX_WORKERS``): chunks of ``_chunk_rows``, smaller if that leaves a thread without one. Not shared, under the
+    ``"timed"`` setting with several torch threads: intra-op threads or one thread, as ``_THREAD_TIMES`` says for
+    this ``pass_name`` and these sizes."""
     rows = min(_chunk_rows(d_in, d_out, dtype, device), max(tokens, 1))
-    # Under torch.compile nothing is shared: the calls that read the load and set threads are not traceable.
+    # Under torch.compile nothing is shared or timed: the calls that read the load, time and set threads are not
+    # traceable.
     parallel = parallel and not torch.compiler.is_compiling()
-    share = parallel and _share_chunks(choices_for(device).threads, torch.get_num_threads())
-    threads = min(torch.get_num_threads(), _MAX_WORKERS) if share and _openmp() else 1
+    setting, torch_threads = choices_for(device).threads, torch.get_num_threads()
+    share = parallel and _share_chunks(setting, torch_threads)
+    threads = min(torch_threads, _MAX_WORKERS) if share and _openmp() else 1
     if threads > 1:
         rows = min(rows, max(8, -(-tokens // threads)))
     chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
-    return _Plan(rows, chunks, max(1, min(threads, len(chunks))))
+    one_thread, timed = False, None
+    if parallel and setting == "timed" and not share and torch_threads > 1 and device.type == "cpu":
+        kind = (pass_name, tokens, d_in, d_out, str(dtype).removeprefix("torch."), torch_threads)
+        one_thread, counts = _THREAD_TIMES.choose(kind)
+        timed = kind if counts else None
+    return _Plan(rows, chunks, max(1, min(threads, len(chunks))), one_thread, timed)
 
 
 @functools.cache
@@ -312,7 +383,16 @@ def _run(plan: _Plan, work) -> None:
     the end. torch's thread count is process-wide: it is 1 for the duration of the call and restored afterwards.
     """
     if plan.threads <= 1:
-        work(plan.chunks)
+        start, saved = time.perf_counter(), torch.get_num_threads()  # the switch of threads counts against its way
+        if plan.one_thread:
+            torch.set_num_threads(1)
+        try:
+            work(plan.chunks)
+        finally:
+            if plan.one_thread:
+                torch.set_num_threads(saved)
+        if plan.timed is not None:
+            _THREAD_TIMES.record(plan.timed, plan.one_thread, time.perf_counter() - start)
         return
     saved = torch.get_num_threads()
     groups = [plan.chunks[i :: plan.threads] for i in range(plan.threads)]
@@ -441,7 +521,7 @@ class BlockCirculantMatmul(torch.autograd.Function):
         dtype = _compute_dtype(x, kernel)
         m, n, b = kernel.shape
         form = _real_form(_kernel_freq(kernel, dtype, scale).transpose(1, 2))  # (F, 2n, 2m): X ↦ X Wᵀ
-        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device)
+        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device, pass_name="forward")
         choices = choices_for(x.device)
         # One chunk and no copy asked for: the irfft's result is y. Otherwise every chunk is copied into y.
         y = [None] if len(plan.chunks) == 1 and not choices.copy_output else _new_rows(x, m * b)
@@ -475,7 +555,7 @@ class BlockCirculantMatmul(torch.autograd.Function):
         # Σ_tokens of the products of interleaved parts, (F, 2n, 2m) or (F, 2m, 2n): the wider side last.
         wide_m = m >= n
         shape = (b // 2 + 1, 2 * n, 2 * m) if wide_m else (b // 2 + 1, 2 * m, 2 * n)
-        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device)
+        plan = _plan(x.shape[0], n * b, m * b, dtype, x.device, pass_name=f"backward{'_x' * need_x}{'_w' * need_w}")
         grad_x = None
         if need_x:
             grad_x = [None] if len(plan.chunks) == 1 and not choices.copy_output else _new_rows(x, n * b)

@@ -99,12 +99,17 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
     x = torch.randn(n, d_in, requires_grad=True)
     grad = torch.randn(n, d_out)
     a, lora_b = torch.randn(8, d_in, requires_grad=True), torch.randn(d_out, 8, requires_grad=True)
+    probe = torch.zeros(65536)  # above torch's grain size (32768): each add_ is one parallel region of all threads
 
     def step(name):
         threads = torch.get_num_threads()
         if name.endswith(", 1 thread"):
             torch.set_num_threads(1)
         try:
+            if name == STATE_PROBE:
+                for _ in range(200):
+                    probe.add_(1.0)
+                return
             if name.startswith("lora-r8 adapter"):
                 torch.autograd.grad((x @ a.T) @ lora_b.T, (x, a, lora_b), grad)
                 return
@@ -113,7 +118,7 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
         finally:
             torch.set_num_threads(threads)
 
-    times = {name: [] for name in ("lora-r8 adapter", "lora-r8 adapter, 1 thread", *variants)}
+    times = {name: [] for name in ("lora-r8 adapter", "lora-r8 adapter, 1 thread", *variants, STATE_PROBE)}
     load = os.getloadavg()[0]
     for round_ in range(rounds + 1):
         for name in times:
@@ -123,11 +128,30 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
                 times[name].append(1e3 * (time.perf_counter() - start))
     medians = {k: statistics.median(v) for k, v in times.items()}
     row = dict(d_out=d_out, d_in=d_in, block_size=b, tokens=n, threads=torch.get_num_threads(), load_before=load,
-               load_after=os.getloadavg()[0], median_ms=medians, times_ms=times)  # fmt: skip
+               load_after=os.getloadavg()[0], median_ms=medians, by_state=by_state(times), times_ms=times)  # fmt: skip
     print(
         row["threads"], d_out, d_in, b, n, f"load {load:.2f}", {k: round(v, 1) for k, v in medians.items()}, flush=True
     )
     return row
+
+
+# Two states of a quiet machine (data/results/README_bench.md, "Two states of a quiet machine"): 200 small parallel
+# ops took about 1.05 ms in one and 1.5 in the other, while the operator on intra-op threads took twice as long.
+STATE_PROBE = "state probe: 200 small parallel ops"
+SLOW_STATE = 1.25  # a round whose probe took this many times the probe's 10th percentile is in the slow state
+
+
+def by_state(times: dict) -> dict:
+    """Medians (ms) of every row over the rounds of each state, told apart by the probe's time in the same round
+    (slow: more than ``SLOW_STATE`` × the probe's 10th percentile), with the number of rounds in each."""
+    probe = np.asarray(times[STATE_PROBE])
+    slow = probe > SLOW_STATE * np.percentile(probe, 10)
+    out = {}
+    for state, rounds in (("fast", ~slow), ("slow", slow)):
+        if rounds.any():
+            medians = {name: float(np.median(np.asarray(t)[rounds])) for name, t in times.items()}
+            out[state] = {"rounds": int(rounds.sum()), "median_ms": medians}
+    return out
 
 
 def time_thread_choices(cells=DEFAULT_CELLS[:3], tokens=(4096, 2048, 2048), rounds=7) -> list[dict]:

@@ -74,7 +74,7 @@ def test_gpu_choices_return_the_inputs_dtype_without_a_copy():
 def test_cpu_default_shares_chunks_only_while_the_machine_is_busy(monkeypatch, two_threads):
     """Measured at 2 threads on a 2-core EPYC (data/results/README_bench.md, "Issue #28"): torch's intra-op threads
     win on a quiet machine, chunks shared among Python threads on a busy one; the CPU default follows the load."""
-    assert bc.CPU_CHOICES.threads == "when busy" and bc.SHARED_CHUNKS_CHOICES.threads is True
+    assert bc.CPU_CHOICES.threads == "timed" and bc.SHARED_CHUNKS_CHOICES.threads is True
     if not bc._openmp():
         pytest.skip("torch's CPU backend is not OpenMP: the operator does not share chunks among threads")
     cpu = torch.device("cpu")
@@ -215,3 +215,91 @@ def test_one_passing_task_does_not_make_a_quiet_machine_busy_but_a_busy_machine_
         clock["wall"] += bc._RUNNABLE_SECONDS
     assert averages == pytest.approx([0.2, 0.16, 0.328, 0.2624, 0.80992, 1.247936])
     assert busy == [False, False, False, False, True, True]
+
+
+def test_thread_times_warm_up_time_both_ways_then_follow_the_faster_and_retime_the_other():
+    """The sequence of ways for one kind of call, with times fed by hand: a warm-up (not timed), one timing of each
+    way, then the faster way, and every _RETIME_EVERY-th call the other; a change of state flips the choice."""
+    times, kind = bc._ThreadTimes(), ("forward", 4096, 768, 768, "float32", 2)
+    assert times.choose(kind) == (False, False)  # warm-up: intra-op, not timed
+    assert times.choose(kind) == (False, True)  # intra-op, timed
+    times.record(kind, False, 0.022)
+    assert times.choose(kind) == (True, True)  # then one thread, timed
+    times.record(kind, True, 0.028)
+    ways = []
+    for _ in range(2 * bc._RETIME_EVERY):
+        one_thread, timed = times.choose(kind)
+        assert timed
+        ways.append(one_thread)
+        times.record(kind, one_thread, 0.028 if one_thread else 0.022)
+    assert ways.count(True) == 2 and ways.count(False) == 2 * bc._RETIME_EVERY - 2  # one retiming per 16 calls
+    # The machine changes state: intra-op now takes 44 ms. Within a few calls the operator runs on one thread.
+    for _ in range(3):
+        one_thread, _ = times.choose(kind)
+        times.record(kind, one_thread, 0.028 if one_thread else 0.044)
+    assert times.kinds[kind]["intra-op"] > times.kinds[kind]["one thread"]
+    assert times.choose(kind)[0] is True
+    other = ("backward_x_w", 4096, 768, 768, "float32", 2)
+    assert times.choose(other) == (False, False)  # another kind of call starts its own warm-up
+
+
+def test_the_cpu_default_runs_quiet_calls_on_the_faster_way_and_keeps_the_thread_count(monkeypatch, two_threads):
+    """End to end through the operator: with one thread timed faster, the calls run at one thread (seen from inside
+    the work), the result still equals the dense product, and torch's thread count is 2 again afterwards."""
+    monkeypatch.setattr(bc, "_THREAD_TIMES", bc._ThreadTimes())
+    monkeypatch.setattr(bc, "_busy", lambda threads: False)
+    fake = {}  # the fake clock: a call at one thread "takes" 1 s, at two threads 5 s
+
+    def perf_counter():
+        return fake.setdefault("now", 0.0)
+
+    real_run = bc._run
+
+    def timed_run(plan, work):
+        def counted(chunks):
+            fake["now"] = fake.get("now", 0.0) + (1.0 if torch.get_num_threads() == 1 else 5.0)
+            fake.setdefault("threads", []).append(torch.get_num_threads())
+            return work(chunks)
+
+        return real_run(plan, counted)
+
+    monkeypatch.setattr(bc.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(bc, "_run", timed_run)
+    kernel = torch.randn(3, 3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(21, 15, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(21, 15, dtype=torch.float64)
+    dense = x @ block_circulant(kernel).T
+    want = torch.autograd.grad(dense, (x, kernel), g)
+    for _ in range(4):
+        out = block_circulant_matmul(x, kernel, path="fft")
+        torch.testing.assert_close(out, dense, atol=1e-11, rtol=0)
+        for got, expected in zip(torch.autograd.grad(out, (x, kernel), g), want, strict=True):
+            torch.testing.assert_close(got, expected, atol=1e-11, rtol=0)
+    assert torch.get_num_threads() == 2
+    kinds = bc.thread_timings()
+    assert {kind[0] for kind in kinds} == {"forward", "backward_x_w"}
+    for state in kinds.values():
+        assert state["intra-op"] == 5.0 and state["one thread"] == 1.0
+    # Per pass: warm-up and first timing at 2 threads, the second timing at 1, then the faster way, 1 thread.
+    # Each round makes one forward and one backward call of the operator.
+    forward_threads = fake["threads"][0::2]
+    assert forward_threads == [2, 2, 1, 1]
+
+
+def test_nothing_is_timed_where_the_choice_does_not_apply(monkeypatch, two_threads):
+    """Intra-op threads asked for, one torch thread, or a busy machine (chunks shared): no timing, no table."""
+    monkeypatch.setattr(bc, "_THREAD_TIMES", bc._ThreadTimes())
+    cpu = torch.device("cpu")
+    with bc.use_choices("cpu", bc.INTRA_OP_CHOICES):
+        assert bc._plan(4096, 768, 768, torch.float32, cpu, pass_name="forward").timed is None
+    monkeypatch.setattr(bc, "_busy", lambda threads: True)
+    assert bc._plan(4096, 768, 768, torch.float32, cpu, pass_name="forward").timed is None
+    monkeypatch.setattr(bc, "_busy", lambda threads: False)
+    torch.set_num_threads(1)
+    assert bc._plan(4096, 768, 768, torch.float32, cpu, pass_name="forward").timed is None
+    assert bc.thread_timings() == {}
+    torch.set_num_threads(2)
+    bc._plan(4096, 768, 768, torch.float32, cpu, pass_name="forward")  # the warm-up: listed, not yet timed
+    assert bc.thread_timings() == {
+        ("forward", 4096, 768, 768, "float32", 2): {"calls": 1, "intra-op": None, "one thread": None}
+    }

@@ -26,7 +26,7 @@ def test_every_choice_is_timed_each_round_and_the_one_thread_rows_run_at_one_thr
     finally:
         torch.set_num_threads(saved)
     names = {"lora-r8 adapter", "lora-r8 adapter, 1 thread", "shared chunks", "intra-op", "default",
-             "intra-op, 1 thread"}  # fmt: skip
+             "intra-op, 1 thread", path_costs.STATE_PROBE}  # fmt: skip
     assert set(row["times_ms"]) == names and all(len(t) == 2 for t in row["times_ms"].values())
     assert row["threads"] == 2 and set(row["median_ms"]) == names
     # 3 rounds (one warm-up) of 4 operator rows, forward and backward each: the "1 thread" row's 6 calls at 1 thread
@@ -46,3 +46,14 @@ def test_the_command_line_writes_the_rows_and_the_machine(tmp_path, monkeypatch)
         torch.set_num_threads(saved)
     stored = json.loads(out.read_text())
     assert calls == [3] and stored["rows"] == [{"d_out": 32}] and stored["machine"]["cpu_count"] >= 1
+
+
+def test_rounds_are_told_apart_by_the_probes_time():
+    """Rounds whose probe took more than 1.25 × its 10th percentile are the slow state's; each state gets its own
+    medians, and a run that stayed in one state has one entry."""
+    times = {path_costs.STATE_PROBE: [1.0, 1.05, 1.5, 1.0, 1.55, 1.02], "default": [22, 22, 28, 21, 29, 23]}
+    states = path_costs.by_state(times)
+    assert states["fast"]["rounds"] == 4 and states["slow"]["rounds"] == 2
+    assert states["fast"]["median_ms"]["default"] == 22 and states["slow"]["median_ms"]["default"] == 28.5
+    steady = path_costs.by_state({path_costs.STATE_PROBE: [1.0, 1.1, 1.05], "default": [22, 23, 24]})
+    assert set(steady) == {"fast"} and steady["fast"]["rounds"] == 3
