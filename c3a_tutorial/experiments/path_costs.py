@@ -6,7 +6,9 @@ gradient) of ``block_circulant_matmul`` with ``path="fft"`` and ``path="dense"``
 
     python -m c3a_tutorial.experiments.path_costs --threads 1 --out data/results/path_costs_cpu.json
 
-``--thread-choices`` times the FFT path's CPU thread choices instead (``data/results/README_bench.md, "Issue #28"``)::
+``--thread-choices`` times the FFT path's CPU thread choices instead (``data/results/README_bench.md, "Issue #28"``),
+with a probe of 200 small parallel ops in every round that tells a quiet machine's two states apart (medians per
+state under ``by_state``; README_bench.md, "Two states of a quiet machine")::
 
     python -m c3a_tutorial.experiments.path_costs --threads 2 --thread-choices --out threads_2.json
 
