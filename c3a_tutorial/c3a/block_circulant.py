@@ -358,7 +358,18 @@ def _plan(tokens: int, d_in: int, d_out: int, dtype, device, parallel: bool = Tr
         rows = min(rows, max(8, -(-tokens // threads)))
     chunks = [(start, min(start + rows, tokens)) for start in range(0, tokens, rows)]
     one_thread, timed = False, None
-    if parallel and setting == "timed" and not share and torch_threads > 1 and device.type == "cpu":
+    # Not in float64 or under torch.use_deterministic_algorithms: one and two threads sum some products in another
+    # order (BLAS splits long reductions), so a call repeated on the other way differs in its last bits, and gradcheck
+    # (float64) rejects a backward that is not reentrant. float64 is for checking, not for speed.
+    if (
+        parallel
+        and setting == "timed"
+        and not share
+        and torch_threads > 1
+        and device.type == "cpu"
+        and dtype != torch.float64
+        and not torch.are_deterministic_algorithms_enabled()
+    ):
         kind = (pass_name, tokens, d_in, d_out, str(dtype).removeprefix("torch."), torch_threads)
         one_thread, counts = _THREAD_TIMES.choose(kind)
         timed = kind if counts else None
