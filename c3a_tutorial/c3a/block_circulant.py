@@ -384,6 +384,17 @@ def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="c3a-chunks")
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch at one thread inside the block, its thread count as it was afterwards (also when the block raises)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def _run(plan: _Plan, work) -> None:
     """``work(chunks)`` over all of ``plan.chunks``: here, or shared among ``plan.threads`` threads.
 
@@ -394,18 +405,12 @@ def _run(plan: _Plan, work) -> None:
     the end. torch's thread count is process-wide: it is 1 for the duration of the call and restored afterwards.
     """
     if plan.threads <= 1:
-        start, saved = time.perf_counter(), torch.get_num_threads()  # the switch of threads counts against its way
-        if plan.one_thread:
-            torch.set_num_threads(1)
-        try:
+        start = time.perf_counter()  # the switch of threads counts against its way
+        with _one_torch_thread() if plan.one_thread else contextlib.nullcontext():
             work(plan.chunks)
-        finally:
-            if plan.one_thread:
-                torch.set_num_threads(saved)
         if plan.timed is not None:
             _THREAD_TIMES.record(plan.timed, plan.one_thread, time.perf_counter() - start)
         return
-    saved = torch.get_num_threads()
     groups = [plan.chunks[i :: plan.threads] for i in range(plan.threads)]
 
     def worker(group):
@@ -413,8 +418,7 @@ def _run(plan: _Plan, work) -> None:
         with torch.no_grad():  # grad mode is per thread too; the operator's own ops are never recorded
             work(group)
 
-    torch.set_num_threads(1)
-    try:
+    with _one_torch_thread():
         pool = _pool(_MAX_WORKERS - 1, os.getpid())
         futures = [pool.submit(worker, group) for group in groups[1:]]
         try:
@@ -423,8 +427,6 @@ def _run(plan: _Plan, work) -> None:
         finally:
             for future in futures:
                 future.result()
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _real_form(a: torch.Tensor) -> torch.Tensor:

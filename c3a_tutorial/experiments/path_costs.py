@@ -36,6 +36,11 @@ DEFAULT_CELLS = ((768, 768, 64), (1024, 1024, 128), (3072, 768, 256), (384, 384,
 DEFAULT_TOKENS = (8, 32, 128, 512, 2048)
 PATHS = ("fft", "dense")
 
+# Two states of a quiet machine (data/results/README_bench.md, "Two states of a quiet machine"): 200 small parallel
+# ops took about 1.05 ms in one and 1.5 in the other, while the operator on intra-op threads took twice as long.
+STATE_PROBE = "state probe: 200 small parallel ops"
+SLOW_STATE = 1.25  # a round whose probe took this many times the probe's 10th percentile is in the slow state
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -135,12 +140,6 @@ def _thread_choice_row(d_out: int, d_in: int, b: int, n: int, rounds: int) -> di
         row["threads"], d_out, d_in, b, n, f"load {load:.2f}", {k: round(v, 1) for k, v in medians.items()}, flush=True
     )
     return row
-
-
-# Two states of a quiet machine (data/results/README_bench.md, "Two states of a quiet machine"): 200 small parallel
-# ops took about 1.05 ms in one and 1.5 in the other, while the operator on intra-op threads took twice as long.
-STATE_PROBE = "state probe: 200 small parallel ops"
-SLOW_STATE = 1.25  # a round whose probe took this many times the probe's 10th percentile is in the slow state
 
 
 def by_state(times: dict) -> dict:
